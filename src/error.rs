@@ -1,0 +1,49 @@
+//! The library's one error type: every layer returns it; the OFX entry points map it to an
+//! `OfxStatus` and the command line prints it.
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A model weights file (or the built-in model) that cannot be used.
+    #[error("model file {path}: {msg}")]
+    Model { path: PathBuf, msg: String },
+    /// A parameter or argument outside what the effect accepts.
+    #[error("invalid {name}: {msg}")]
+    Param { name: String, msg: String },
+    /// An image that cannot be read, written or processed.
+    #[error("image {what}: {msg}")]
+    Image { what: String, msg: String },
+    /// The host or the user stopped the render.
+    #[error("render aborted")]
+    Aborted,
+    /// A requested device (GPU) that this build or this machine does not have.
+    #[error("device: {0}")]
+    Device(String),
+    #[error("tensor computation failed: {0}")]
+    Candle(#[from] candle_core::Error),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub fn param(name: impl Into<String>, msg: impl Into<String>) -> Self {
+        Error::Param { name: name.into(), msg: msg.into() }
+    }
+    pub fn model(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
+        Error::Model { path: path.into(), msg: msg.into() }
+    }
+    pub fn image(what: impl Into<String>, msg: impl Into<String>) -> Self {
+        Error::Image { what: what.into(), msg: msg.into() }
+    }
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io { context: context.into(), source }
+    }
+}
