@@ -1,0 +1,267 @@
+//! The process-wide chunk cache: computed (chunk, tile) results keyed by their content, bounded
+//! in bytes with least-recently-used eviction. Concurrent requests for one key compute it once:
+//! the first caller runs the computation, the others wait on the same slot.
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use once_cell::sync::{Lazy, OnceCell};
+use parking_lot::Mutex;
+
+use super::image::Rect;
+use crate::Result;
+
+/// Content hash of everything a chunk result depends on.
+pub type ChunkKey = [u8; 32];
+
+/// Denoised pixels of one tile for every frame of one chunk.
+#[derive(Debug)]
+pub struct ChunkData {
+    /// First frame held; frame `first + k` is `planes[k]`.
+    pub first: i64,
+    pub rect: Rect,
+    /// Planar [3, h, w] per frame.
+    pub planes: Vec<Vec<f32>>,
+}
+
+impl ChunkData {
+    pub fn bytes(&self) -> usize {
+        self.planes.iter().map(|p| p.len() * 4).sum::<usize>() + std::mem::size_of::<Self>()
+    }
+    pub fn plane(&self, t: i64) -> Option<&[f32]> {
+        usize::try_from(t - self.first).ok().and_then(|k| self.planes.get(k)).map(Vec::as_slice)
+    }
+}
+
+struct Entry {
+    slot: Arc<OnceCell<Arc<ChunkData>>>,
+    last_used: u64,
+    bytes: usize,
+}
+
+#[derive(Default)]
+struct Inner {
+    map: HashMap<ChunkKey, Entry>,
+    tick: u64,
+    bytes: usize,
+}
+
+/// Counters for tests, benchmarks and logs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    pub computed: usize,
+    pub hits: usize,
+    pub entries: usize,
+    pub bytes: usize,
+    pub budget: usize,
+}
+
+pub struct ChunkCache {
+    inner: Mutex<Inner>,
+    budget: AtomicUsize,
+    computed: AtomicUsize,
+    hits: AtomicUsize,
+}
+
+/// Default byte budget; `VDIFF_CACHE_MB` overrides it.
+pub const DEFAULT_BUDGET: usize = 1 << 30;
+
+static GLOBAL: Lazy<ChunkCache> = Lazy::new(|| {
+    let budget = std::env::var("VDIFF_CACHE_MB")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .map_or(DEFAULT_BUDGET, |mb| mb << 20);
+    ChunkCache::new(budget)
+});
+
+/// The cache every render shares (it outlives plugin instances).
+pub fn global() -> &'static ChunkCache {
+    &GLOBAL
+}
+
+impl ChunkCache {
+    pub fn new(budget: usize) -> Self {
+        ChunkCache {
+            inner: Mutex::new(Inner::default()),
+            budget: AtomicUsize::new(budget),
+            computed: AtomicUsize::new(0),
+            hits: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn set_budget(&self, bytes: usize) {
+        self.budget.store(bytes, Ordering::Relaxed);
+        self.evict(&mut self.inner.lock(), None);
+    }
+
+    /// The cached value for `key`, or the result of `compute`, run at most once at a time per key.
+    /// A failed computation is not cached: the next caller tries again.
+    pub fn get_or_compute(
+        &self,
+        key: ChunkKey,
+        compute: impl FnOnce() -> Result<ChunkData>,
+    ) -> Result<Arc<ChunkData>> {
+        let slot = {
+            let mut inner = self.inner.lock();
+            inner.tick += 1;
+            let tick = inner.tick;
+            let e = inner.map.entry(key).or_insert_with(|| Entry {
+                slot: Arc::new(OnceCell::new()),
+                last_used: tick,
+                bytes: 0,
+            });
+            e.last_used = tick;
+            e.slot.clone()
+        };
+        let mut ran = false;
+        let result = slot.get_or_try_init(|| {
+            ran = true;
+            compute().map(Arc::new)
+        });
+        let mut inner = self.inner.lock();
+        match result {
+            Ok(data) => {
+                let data = data.clone();
+                if ran {
+                    self.computed.fetch_add(1, Ordering::Relaxed);
+                    let bytes = data.bytes();
+                    // Account only if the entry is still ours (a purge may have dropped it).
+                    if let Some(e) = inner.map.get_mut(&key).filter(|e| Arc::ptr_eq(&e.slot, &slot)) {
+                        e.bytes = bytes;
+                        inner.bytes += bytes;
+                    }
+                    self.evict(&mut inner, Some(&key));
+                } else {
+                    self.hits.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(data)
+            }
+            Err(e) => {
+                if inner.map.get(&key).is_some_and(|e| Arc::ptr_eq(&e.slot, &slot) && e.slot.get().is_none()) {
+                    inner.map.remove(&key);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Drops least-recently-used filled entries until the budget holds. The entry just filled
+    /// goes last, so a chunk larger than the whole budget is still handed to its caller.
+    fn evict(&self, inner: &mut Inner, keep: Option<&ChunkKey>) {
+        let budget = self.budget.load(Ordering::Relaxed);
+        while inner.bytes > budget {
+            let victim = inner
+                .map
+                .iter()
+                .filter(|(_, e)| e.bytes > 0)
+                .min_by_key(|(k, e)| (Some(*k) == keep, e.last_used))
+                .map(|(k, _)| *k);
+            let Some(k) = victim else { break };
+            if let Some(e) = inner.map.remove(&k) {
+                inner.bytes -= e.bytes;
+            }
+        }
+    }
+
+    /// Frees every finished entry (kOfxActionPurgeCaches, "Clear Cache"). Computations in flight
+    /// finish for their callers and are not kept.
+    pub fn purge(&self) {
+        let mut inner = self.inner.lock();
+        inner.map.clear();
+        inner.bytes = 0;
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        let inner = self.inner.lock();
+        CacheStats {
+            computed: self.computed.load(Ordering::Relaxed),
+            hits: self.hits.load(Ordering::Relaxed),
+            entries: inner.map.values().filter(|e| e.bytes > 0).count(),
+            bytes: inner.bytes,
+            budget: self.budget.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(n: usize) -> ChunkData {
+        ChunkData { first: 0, rect: Rect::new(0, 0, 1, 1), planes: vec![vec![1.0; n]] }
+    }
+
+    fn key(i: u8) -> ChunkKey {
+        [i; 32]
+    }
+
+    #[test]
+    fn budget_holds_and_lru_goes_first() {
+        let one = data(1000).bytes();
+        let cache = ChunkCache::new(3 * one);
+        for i in 0..3 {
+            cache.get_or_compute(key(i), || Ok(data(1000))).unwrap();
+        }
+        // Touch 0 so that 1 is the least recently used.
+        cache.get_or_compute(key(0), || panic!("must be cached")).unwrap();
+        cache.get_or_compute(key(3), || Ok(data(1000))).unwrap();
+        let s = cache.stats();
+        assert!(s.bytes <= 3 * one, "{s:?}");
+        assert_eq!(s.entries, 3);
+        let mut recomputed = false;
+        cache
+            .get_or_compute(key(1), || {
+                recomputed = true;
+                Ok(data(1000))
+            })
+            .unwrap();
+        assert!(recomputed, "the LRU entry should have been evicted");
+        cache.get_or_compute(key(0), || panic!("0 was recently used")).unwrap();
+    }
+
+    #[test]
+    fn purge_frees_everything() {
+        let cache = ChunkCache::new(1 << 30);
+        for i in 0..4 {
+            cache.get_or_compute(key(i), || Ok(data(100))).unwrap();
+        }
+        assert!(cache.stats().bytes > 0);
+        cache.purge();
+        assert_eq!(cache.stats().bytes, 0);
+        assert_eq!(cache.stats().entries, 0);
+    }
+
+    #[test]
+    fn failures_are_not_cached() {
+        let cache = ChunkCache::new(1 << 30);
+        let r = cache.get_or_compute(key(9), || Err(crate::Error::Aborted));
+        assert!(r.is_err());
+        let v = cache.get_or_compute(key(9), || Ok(data(10))).unwrap();
+        assert_eq!(v.planes[0].len(), 10);
+        assert_eq!(cache.stats().computed, 1);
+    }
+
+    #[test]
+    fn concurrent_requests_compute_once() {
+        let cache = Arc::new(ChunkCache::new(1 << 30));
+        let runs = Arc::new(AtomicUsize::new(0));
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let (cache, runs) = (cache.clone(), runs.clone());
+                std::thread::spawn(move || {
+                    cache
+                        .get_or_compute(key(1), || {
+                            runs.fetch_add(1, Ordering::SeqCst);
+                            std::thread::sleep(std::time::Duration::from_millis(50));
+                            Ok(data(10))
+                        })
+                        .unwrap()
+                })
+            })
+            .collect();
+        for h in handles {
+            assert_eq!(h.join().unwrap().planes[0].len(), 10);
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+    }
+}

@@ -1,0 +1,300 @@
+//! Engine contract tests on a tiny model: identity, order, window and thread independence,
+//! per-frame parameters, shot bounds, the cache, aborts and bad pixels.
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::*;
+use crate::sampling::noise::gaussian;
+use crate::sampling::SamplerKind;
+
+pub(crate) fn tiny_model() -> Arc<crate::model::Model> {
+    crate::model::test_support::tiny_model(7)
+}
+
+/// A synthetic moving clip: smooth content drifting one pixel a frame, plus fixed-seed noise.
+struct Clip {
+    params: Box<dyn Fn(i64) -> FrameParams + Send + Sync>,
+    fetched: Mutex<Vec<(i64, Rect)>>,
+    /// (frame, value added everywhere): an upstream edit.
+    edit: Mutex<Option<(i64, f32)>>,
+    /// (x, y, value) planted in every frame.
+    plant: Option<(i64, i64, f32)>,
+}
+
+const W: i64 = 96;
+const H: i64 = 72;
+const BOUNDS: Rect = Rect::new(0, 0, W, H);
+const SHOT: Shot = Shot { first: 0, last: 7 };
+
+impl Clip {
+    fn new(params: impl Fn(i64) -> FrameParams + Send + Sync + 'static) -> Self {
+        Clip { params: Box::new(params), fetched: Mutex::new(Vec::new()), edit: Mutex::new(None), plant: None }
+    }
+    fn noisy() -> Self {
+        Clip::new(|_| FrameParams { noise_level: 0.05, strength: 0.2, detail: 0.3, mix: 1.0 })
+    }
+    fn pixel(&self, t: i64, x: i64, y: i64, c: u32) -> f32 {
+        let u = (x + t) as f32 / W as f32;
+        let v = y as f32 / H as f32;
+        let base = 0.5 + 0.3 * (6.0 * u).sin() * (4.0 * v).cos() + 0.05 * c as f32;
+        let edit = match *self.edit.lock() {
+            Some((f, d)) if f == t => d,
+            _ => 0.0,
+        };
+        match self.plant {
+            Some((px, py, val)) if px == x && py == y => val,
+            _ => base + 0.05 * gaussian(1234, t, c, x, y, 0) + edit,
+        }
+    }
+}
+
+impl Frames for Clip {
+    fn fetch(&self, t: i64, rect: Rect) -> crate::Result<RgbImage> {
+        self.fetched.lock().push((t, rect));
+        let mut img = RgbImage::new(rect);
+        for y in rect.y0..rect.y1 {
+            for x in rect.x0..rect.x1 {
+                let o = img.offset(x, y);
+                for c in 0..3 {
+                    img.data[o + c] = self.pixel(t, x, y, c as u32);
+                }
+            }
+        }
+        Ok(img)
+    }
+    fn params(&self, t: i64) -> FrameParams {
+        (self.params)(t)
+    }
+}
+
+fn settings() -> Settings {
+    Settings {
+        model: tiny_model(),
+        sampler: SamplerKind::DpmPp2m,
+        steps: 2,
+        seed: 5,
+        radius: 1,
+        tile_size: 64,
+        render_scale: 1.0,
+    }
+}
+
+fn request(t: i64, window: Rect) -> Request {
+    Request { t, window, bounds: BOUNDS, shot: SHOT, settings: settings() }
+}
+
+fn render_on(cache: &ChunkCache, clip: &Clip, t: i64, window: Rect) -> RgbImage {
+    render_with(cache, &request(t, window), clip, &NoControl).expect("render")
+}
+
+fn bits(img: &RgbImage) -> Vec<u32> {
+    img.data.iter().map(|v| v.to_bits()).collect()
+}
+
+#[test]
+fn identity_at_zero_strength_and_noise_runs_no_model() {
+    let clip = Clip::new(|_| FrameParams { noise_level: 0.0, strength: 0.0, detail: 0.5, mix: 1.0 });
+    let cache = ChunkCache::new(1 << 30);
+    for t in [0, 3, 7] {
+        let out = render_on(&cache, &clip, t, BOUNDS);
+        assert_eq!(out, clip.fetch(t, BOUNDS).unwrap(), "frame {t}");
+    }
+    let mix0 = Clip::new(|_| FrameParams { mix: 0.0, ..FrameParams::default() });
+    assert_eq!(render_on(&cache, &mix0, 2, BOUNDS), mix0.fetch(2, BOUNDS).unwrap());
+    assert_eq!(cache.stats().computed, 0);
+}
+
+#[test]
+fn denoising_changes_the_frame_and_stays_finite() {
+    let clip = Clip::noisy();
+    let out = render_on(&ChunkCache::new(1 << 30), &clip, 3, BOUNDS);
+    let src = clip.fetch(3, BOUNDS).unwrap();
+    assert!(out.data.iter().all(|v| v.is_finite()));
+    let diff: f32 = out.data.iter().zip(&src.data).map(|(a, b)| (a - b).abs()).sum::<f32>() / src.data.len() as f32;
+    assert!(diff > 1e-3, "output equals the source (mean |diff| {diff})");
+}
+
+#[test]
+fn render_order_does_not_matter() {
+    let clip = Clip::noisy();
+    let ascending: Vec<i64> = (0..8).collect();
+    let descending: Vec<i64> = (0..8).rev().collect();
+    let shuffled = vec![5, 0, 7, 2, 6, 1, 4, 3];
+    let run = |order: &[i64]| {
+        let cache = ChunkCache::new(1 << 30);
+        let mut out: Vec<(i64, Vec<u32>)> = order.iter().map(|&t| (t, bits(&render_on(&cache, &clip, t, BOUNDS)))).collect();
+        out.sort_by_key(|(t, _)| *t);
+        out
+    };
+    let a = run(&ascending);
+    assert_eq!(a, run(&descending));
+    assert_eq!(a, run(&shuffled));
+    // And a cold cache for every frame gives the same bytes as reuse.
+    for (t, b) in &a {
+        assert_eq!(&bits(&render_on(&ChunkCache::new(1 << 30), &clip, *t, BOUNDS)), b, "frame {t}");
+    }
+}
+
+#[test]
+fn render_window_does_not_matter() {
+    let clip = Clip::noisy();
+    let full = render_on(&ChunkCache::new(1 << 30), &clip, 4, BOUNDS);
+    let quadrants = [
+        Rect::new(0, 0, W / 2, H / 2),
+        Rect::new(W / 2, 0, W, H / 2),
+        Rect::new(0, H / 2, W / 2, H),
+        Rect::new(W / 2, H / 2, W, H),
+    ];
+    for window in quadrants.into_iter().chain([Rect::new(13, 7, 50, 41), Rect::new(95, 71, 96, 72)]) {
+        let part = render_on(&ChunkCache::new(1 << 30), &clip, 4, window);
+        assert_eq!(part.rect, window);
+        for y in window.y0..window.y1 {
+            for x in window.x0..window.x1 {
+                for c in 0..3 {
+                    let (a, b) = (part.data[part.offset(x, y) + c], full.data[full.offset(x, y) + c]);
+                    assert_eq!(a.to_bits(), b.to_bits(), "{window:?} at ({x},{y},{c})");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn threads_match_sequential_and_compute_each_chunk_once() {
+    let clip = Arc::new(Clip::noisy());
+    let sequential: Vec<Vec<u32>> = {
+        let cache = ChunkCache::new(1 << 30);
+        (0..8).map(|t| bits(&render_on(&cache, &clip, t, BOUNDS))).collect()
+    };
+    let cache = Arc::new(ChunkCache::new(1 << 30));
+    let handles: Vec<_> = (0..8u64)
+        .map(|i| {
+            let (cache, clip) = (cache.clone(), clip.clone());
+            std::thread::spawn(move || {
+                // Each thread asks every frame, in its own pseudo-random order.
+                let mut order: Vec<i64> = (0..8).collect();
+                order.sort_by_key(|&t| gaussian(i, t, 0, 0, 0, 9).to_bits());
+                order.into_iter().map(|t| (t, bits(&render_on(&cache, &clip, t, BOUNDS)))).collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for h in handles {
+        for (t, b) in h.join().expect("thread") {
+            assert_eq!(b, sequential[t as usize], "frame {t}");
+        }
+    }
+    let chunks: HashSet<i64> = (0..8).flat_map(|t| chunks_covering(t, 1, SHOT)).map(|c| c.chunk).collect();
+    let tiles = TileGrid::new(64).tiles_for(BOUNDS, BOUNDS).len();
+    assert_eq!(cache.stats().computed, chunks.len() * tiles);
+}
+
+#[test]
+fn per_frame_parameters_are_honoured_inside_a_window() {
+    // Strength keyed to zero at frame 2 (with no footage noise): that frame is untouched while
+    // its neighbours, sharing its windows, are denoised.
+    let clip = Clip::new(|t| FrameParams {
+        noise_level: if t == 2 { 0.0 } else { 0.04 },
+        strength: if t == 2 { 0.0 } else { 0.1 * t as f32 },
+        detail: 0.0,
+        mix: 1.0,
+    });
+    let cache = ChunkCache::new(1 << 30);
+    assert_eq!(render_on(&cache, &clip, 2, BOUNDS), clip.fetch(2, BOUNDS).unwrap());
+    assert_ne!(render_on(&cache, &clip, 3, BOUNDS), clip.fetch(3, BOUNDS).unwrap());
+    // A neighbour's strength changes frame 3's result: windows read every frame's parameters.
+    let other = Clip::new(|t| FrameParams {
+        noise_level: if t == 2 { 0.0 } else { 0.04 },
+        strength: if t == 2 { 0.0 } else if t == 4 { 0.9 } else { 0.1 * t as f32 },
+        detail: 0.0,
+        mix: 1.0,
+    });
+    assert_ne!(bits(&render_on(&cache, &clip, 3, BOUNDS)), bits(&render_on(&cache, &other, 3, BOUNDS)));
+}
+
+#[test]
+fn windows_never_read_outside_the_shot() {
+    let clip = Clip::noisy();
+    let cache = ChunkCache::new(1 << 30);
+    for t in [0, 7] {
+        render_on(&cache, &clip, t, BOUNDS);
+    }
+    for (t, r) in clip.fetched.lock().iter() {
+        assert!((SHOT.first..=SHOT.last).contains(t), "fetched frame {t}");
+        assert!(BOUNDS.contains(r));
+    }
+}
+
+#[test]
+fn cache_budget_purge_and_stale_sources() {
+    let clip = Clip::noisy();
+    let cache = ChunkCache::new(1 << 30);
+    let first = render_on(&cache, &clip, 3, BOUNDS);
+    let computed = cache.stats().computed;
+    // Same request again: served from the cache.
+    assert_eq!(render_on(&cache, &clip, 3, BOUNDS), first);
+    assert_eq!(cache.stats().computed, computed);
+    // An upstream edit of a neighbour inside the window is recomputed, not served stale.
+    *clip.edit.lock() = Some((4, 0.1));
+    let edited = render_on(&cache, &clip, 3, BOUNDS);
+    assert!(cache.stats().computed > computed);
+    assert_ne!(edited, first);
+    // Purge frees every byte.
+    assert!(cache.stats().bytes > 0);
+    cache.purge();
+    assert_eq!(cache.stats().bytes, 0);
+    // A small budget holds across a whole shot.
+    let one_chunk_tile = 3 * 3 * 64 * 64 * 4;
+    let small = ChunkCache::new(2 * one_chunk_tile);
+    for t in 0..8 {
+        render_on(&small, &clip, t, BOUNDS);
+        assert!(small.stats().bytes <= 2 * one_chunk_tile, "{:?}", small.stats());
+    }
+}
+
+#[test]
+fn abort_stops_and_caches_nothing() {
+    struct Abort;
+    impl Control for Abort {
+        fn aborted(&self) -> bool {
+            true
+        }
+    }
+    let clip = Clip::noisy();
+    let cache = ChunkCache::new(1 << 30);
+    let r = render_with(&cache, &request(3, BOUNDS), &clip, &Abort);
+    assert!(matches!(r, Err(crate::Error::Aborted)), "{r:?}");
+    assert_eq!(cache.stats().entries, 0);
+    render_on(&cache, &clip, 3, BOUNDS);
+}
+
+#[test]
+fn bad_pixels_never_spread_and_hdr_survives() {
+    let mut nan = Clip::noisy();
+    nan.plant = Some((30, 30, f32::NAN));
+    let out = render_on(&ChunkCache::new(1 << 30), &nan, 3, BOUNDS);
+    assert!(out.data.iter().all(|v| v.is_finite()));
+    let mut inf = Clip::noisy();
+    inf.plant = Some((30, 30, f32::INFINITY));
+    assert!(render_on(&ChunkCache::new(1 << 30), &inf, 3, BOUNDS).data.iter().all(|v| v.is_finite()));
+    let mut hdr = Clip::noisy();
+    hdr.plant = Some((10, 10, 8.0));
+    let out = render_on(&ChunkCache::new(1 << 30), &hdr, 3, BOUNDS);
+    let v = out.data[out.offset(10, 10)];
+    assert!(v > 6.0, "highlight lost: {v}");
+}
+
+#[test]
+fn bad_settings_are_errors() {
+    let clip = Clip::noisy();
+    let mut req = request(3, BOUNDS);
+    req.settings.steps = 0;
+    assert!(matches!(render(&req, &clip, &NoControl), Err(crate::Error::Param { .. })));
+    let mut req = request(3, BOUNDS);
+    req.settings.render_scale = f64::NAN;
+    assert!(render(&req, &clip, &NoControl).is_err());
+    // An empty window is not an error: nothing to do.
+    let r = render(&request(3, Rect::new(5, 5, 5, 9)), &clip, &NoControl).unwrap();
+    assert!(r.data.is_empty());
+}
