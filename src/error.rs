@@ -21,12 +21,10 @@ pub enum Error {
     Device(String),
     #[error("tensor computation failed: {0}")]
     Candle(#[from] candle_core::Error),
-    #[error("{context}: {source}")]
-    Io {
-        context: String,
-        #[source]
-        source: std::io::Error,
-    },
+    /// The cause is part of the message (hosts show only the message), so it is not also
+    /// chained as a `source`, which would print it twice under `{:#}`.
+    #[error("{context}: {cause}")]
+    Io { context: String, cause: std::io::Error },
     #[error("{0}")]
     Other(String),
 }
@@ -44,6 +42,6 @@ impl Error {
         Error::Image { what: what.into(), msg: msg.into() }
     }
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io { context: context.into(), source }
+        Error::Io { context: context.into(), cause: source }
     }
 }
