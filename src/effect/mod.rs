@@ -1,0 +1,58 @@
+//! The "Video Diffusion" image effect: its identity, the action dispatch, and everything between
+//! the host's safe views (`ofx`) and the host-agnostic `engine`. No unsafe code and no raw handle
+//! here; `RenderParams` is the plain snapshot the engine is fed with.
+mod actions;
+mod adapt;
+pub mod coords;
+mod describe;
+mod logging;
+mod messages;
+pub mod params;
+pub mod pixels;
+mod render;
+
+use std::ffi::{c_uint, CStr};
+
+use crate::ofx::{Action, Call, Reply};
+use crate::Result;
+
+/// Reverse-domain identifier (MLT names the filter `openfx.net.vdiff.VideoDiffusion`).
+pub const IDENTIFIER: &CStr = c"net.vdiff.VideoDiffusion";
+pub const VERSION_MAJOR: c_uint = 1;
+pub const VERSION_MINOR: c_uint = 0;
+pub const LABEL: &str = "Video Diffusion";
+pub const GROUPING: &str = "Filter";
+pub const DESCRIPTION: &str =
+    "Temporally consistent video diffusion: denoises footage (Strength 0) \
+or re-generates detail (Strength up to 1) with a small video diffusion model that sees several \
+frames at once, so results do not flicker. Renders are deterministic for a given Seed.";
+
+/// Clip names (OFX standard names for a filter).
+pub const SOURCE: &CStr = c"Source";
+pub const OUTPUT: &CStr = c"Output";
+
+/// Runs one action. Unknown actions never get here (the entry point replies default).
+pub fn main_entry(call: &Call<'_>) -> Result<Reply> {
+    match call.action {
+        Action::Load => actions::load(call),
+        Action::Unload => Ok(Reply::Ok),
+        Action::Describe => describe::describe(call),
+        Action::DescribeInContext => describe::describe_in_context(call),
+        Action::CreateInstance => actions::create_instance(call),
+        Action::DestroyInstance => actions::destroy_instance(call),
+        Action::PurgeCaches => {
+            crate::engine::purge_caches();
+            Ok(Reply::Ok)
+        }
+        Action::InstanceChanged => actions::instance_changed(call),
+        Action::GetRegionOfDefinition => actions::region_of_definition(call),
+        Action::GetRegionsOfInterest => actions::regions_of_interest(call),
+        Action::GetFramesNeeded => actions::frames_needed(call),
+        Action::GetClipPreferences => actions::clip_preferences(call),
+        Action::IsIdentity => actions::is_identity(call),
+        Action::Render => render::render(call),
+        // Nothing to set up: the chunk cache and model registry are process-wide and lazy.
+        Action::BeginSequenceRender | Action::EndSequenceRender => Ok(Reply::Ok),
+        Action::Other => Ok(Reply::Default),
+    }
+}

@@ -1,0 +1,193 @@
+//! The exported C entry points (`OfxGetNumberOfPlugins`, `OfxGetPlugin`) and the plugin's
+//! `setHost` and `mainEntry`: null checks, `catch_unwind`, and one mapping to `OfxStatus`.
+use std::ffi::{c_char, c_int, c_void, CStr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use openfx::sys::generic::core::{OfxHost, OfxPlugin, OfxPropertySetHandle, OfxStatus};
+use openfx::sys::image_effect_v1::image_effect::{
+    kOfxImageEffectPluginApi, kOfxImageEffectPluginApiVersion, OfxImageEffectHandle,
+};
+
+use super::effect::ImageEffect;
+use super::host::{self, LoadError};
+use super::props::PropSet;
+use super::{status_of, Action, Call, Fail, Reply};
+use crate::effect::{IDENTIFIER, VERSION_MAJOR, VERSION_MINOR};
+
+static PLUGIN: OfxPlugin = OfxPlugin {
+    pluginApi: kOfxImageEffectPluginApi.as_ptr(),
+    apiVersion: kOfxImageEffectPluginApiVersion as c_int,
+    pluginIdentifier: IDENTIFIER.as_ptr(),
+    pluginVersionMajor: VERSION_MAJOR,
+    pluginVersionMinor: VERSION_MINOR,
+    setHost: Some(set_host),
+    mainEntry: Some(main_entry),
+};
+
+/// Number of effects in this binary.
+#[no_mangle]
+pub extern "C" fn OfxGetNumberOfPlugins() -> c_int {
+    1
+}
+
+/// The nth effect of this binary; null for any other index. Hosts only read the struct.
+#[no_mangle]
+pub extern "C" fn OfxGetPlugin(nth: c_int) -> *mut OfxPlugin {
+    if nth == 0 {
+        &PLUGIN as *const OfxPlugin as *mut OfxPlugin
+    } else {
+        std::ptr::null_mut()
+    }
+}
+
+unsafe extern "C" fn set_host(host: *mut OfxHost) {
+    let r = catch_unwind(AssertUnwindSafe(|| {
+        if host.is_null() {
+            log::error!("setHost called with a null host");
+            return;
+        }
+        // SAFETY: non-null, and the host passes a pointer to its live OfxHost; we keep a copy.
+        host::set_raw(unsafe { *host });
+    }));
+    if r.is_err() {
+        log::error!("setHost panicked");
+    }
+}
+
+unsafe extern "C" fn main_entry(
+    action: *const c_char,
+    handle: *const c_void,
+    in_args: OfxPropertySetHandle,
+    out_args: OfxPropertySetHandle,
+) -> OfxStatus {
+    let mut label = String::from("(null action)");
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: the host's arguments as OFX defines them: `action` a C string, `handle` the
+        // effect handle or null, the argument sets null or valid for the call.
+        unsafe { dispatch(action, handle, in_args, out_args, &mut label) }
+    }));
+    let status = status_of(&outcome);
+    match &outcome {
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            log::error!("{label}: internal error caught at the OFX boundary: {msg}");
+        }
+        Ok(Err(Fail::Lib(crate::Error::Aborted))) => log::debug!("{label}: aborted by the host"),
+        Ok(Err(e)) => log::warn!("{label}: {}", describe(e)),
+        Ok(Ok(_)) => log::trace!("{label}: {}", super::status_name(status)),
+    }
+    status
+}
+
+fn describe(f: &Fail) -> String {
+    match f {
+        Fail::BadHandle(what) => format!("null or bad {what} handle"),
+        Fail::MissingHostFeature(what) => format!("the host lacks {what}"),
+        Fail::Lib(e) => e.to_string(),
+    }
+}
+
+/// # Safety
+/// As for `mainEntry`.
+unsafe fn dispatch(
+    action: *const c_char,
+    handle: *const c_void,
+    in_args: OfxPropertySetHandle,
+    out_args: OfxPropertySetHandle,
+    label: &mut String,
+) -> Result<Reply, Fail> {
+    if action.is_null() {
+        return Err(Fail::BadHandle("action"));
+    }
+    // SAFETY: non-null and NUL-terminated per the OFX API.
+    let name = unsafe { CStr::from_ptr(action) };
+    *label = name.to_string_lossy().into_owned();
+    let act = Action::parse(name);
+    if act == Action::Other {
+        return Ok(Reply::Default);
+    }
+    let host = match act {
+        Action::Load => host::load(),
+        _ => host::current(),
+    };
+    let host = match (host, act) {
+        (Ok(h), _) => h,
+        // Nothing to undo when the host never got as far as giving us its suites.
+        (Err(_), Action::Unload) => return Ok(Reply::Ok),
+        (Err(LoadError::NoHost), _) => {
+            return Err(Fail::MissingHostFeature(
+                "a setHost call before any action".into(),
+            ))
+        }
+        (Err(LoadError::MissingSuite(s)), _) => return Err(Fail::MissingHostFeature(s.into())),
+    };
+    // SAFETY: `handle` is this action's image effect handle (or null), valid for the call.
+    let effect = unsafe { ImageEffect::from_raw(handle as OfxImageEffectHandle, &host) };
+    if act.needs_effect() && effect.is_none() {
+        return Err(Fail::BadHandle("image effect"));
+    }
+    // SAFETY: argument property sets are null or valid for the duration of the action.
+    let in_args = unsafe { PropSet::from_raw(in_args, &host) };
+    // SAFETY: as above.
+    let out_args = unsafe { PropSet::from_raw(out_args, &host) };
+    let call = Call {
+        action: act,
+        name,
+        effect,
+        in_args,
+        out_args,
+        host: &host,
+    };
+    crate::effect::main_entry(&call).map_err(Fail::Lib)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openfx::sys::generic::core::{
+        kOfxActionLoad, kOfxStatErrBadHandle, kOfxStatErrMissingHostFeature, kOfxStatReplyDefault,
+    };
+
+    fn call(action: Option<&CStr>) -> OfxStatus {
+        let a = action.map_or(std::ptr::null(), |a| a.as_ptr());
+        let null = std::ptr::null_mut();
+        // SAFETY: mainEntry with a valid (or null) action name and null handles, as a host may.
+        unsafe { main_entry(a, std::ptr::null(), null, null) }
+    }
+
+    #[test]
+    fn exports_one_plugin_with_its_identity() {
+        assert_eq!(OfxGetNumberOfPlugins(), 1);
+        assert!(OfxGetPlugin(1).is_null() && OfxGetPlugin(-1).is_null());
+        // SAFETY: index 0 is the static plugin struct.
+        let p = unsafe { &*OfxGetPlugin(0) };
+        // SAFETY: the struct's strings are static NUL-terminated literals.
+        let (id, api) = unsafe {
+            (
+                CStr::from_ptr(p.pluginIdentifier),
+                CStr::from_ptr(p.pluginApi),
+            )
+        };
+        assert_eq!(id, c"net.vdiff.VideoDiffusion");
+        assert_eq!(api, kOfxImageEffectPluginApi);
+        assert_eq!(
+            (p.apiVersion, p.pluginVersionMajor, p.pluginVersionMinor),
+            (1, 1, 0)
+        );
+        assert!(p.setHost.is_some() && p.mainEntry.is_some());
+    }
+
+    #[test]
+    fn bad_calls_get_statuses_not_crashes() {
+        assert_eq!(call(None), kOfxStatErrBadHandle);
+        assert_eq!(call(Some(c"OfxActionNobodyKnows")), kOfxStatReplyDefault);
+        // No setHost in this process: Load cannot get the suites it needs.
+        assert_eq!(call(Some(kOfxActionLoad)), kOfxStatErrMissingHostFeature);
+        // SAFETY: a null host is refused inside, without dereferencing.
+        unsafe { set_host(std::ptr::null_mut()) };
+    }
+}
