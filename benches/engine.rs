@@ -27,7 +27,7 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("engine");
     g.sample_size(10).measurement_time(Duration::from_secs(20));
     for (w, h) in [(960i64, 540i64), (1920, 1080)] {
-        let clip = SyntheticClip { width: w, height: h, sigma: 0.04, params };
+        let clip = SyntheticClip::new(w, h, 0.04, params);
         let bounds = Rect::new(0, 0, w, h);
         let req = |s: Settings| Request { t: 0, window: bounds, bounds, shot: Shot { first: 0, last: 0 }, settings: s };
         // One frame, one chunk, one step, cold cache: the per-step cost (divide by megapixels).

@@ -1,6 +1,10 @@
 //! Benchmark workload shared by `vdiff bench` and `cargo bench`: a synthetic noisy shot rendered
 //! through the real engine, timed per frame, per megapixel and per sampler step.
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
+
+use parking_lot::Mutex;
 
 use crate::engine::{
     render_with, ChunkCache, Control, FrameParams, Frames, NoControl, Rect, Request, RgbImage, Settings, Shot,
@@ -8,19 +12,29 @@ use crate::engine::{
 use crate::sampling::noise::gaussian;
 use crate::Result;
 
-/// A moving synthetic clip with fixed-seed white noise of `sigma`.
+/// A moving synthetic clip with fixed-seed white noise of `sigma`. Frames are generated once and
+/// kept, so timings measure the engine rather than the pattern generator (a host hands over
+/// decoded frames too).
 pub struct SyntheticClip {
     pub width: i64,
     pub height: i64,
     pub sigma: f32,
     pub params: FrameParams,
+    frames: Mutex<HashMap<i64, Arc<RgbImage>>>,
 }
 
-impl Frames for SyntheticClip {
-    fn fetch(&self, t: i64, rect: Rect) -> Result<RgbImage> {
-        let mut img = RgbImage::new(rect);
-        for y in rect.y0..rect.y1 {
-            for x in rect.x0..rect.x1 {
+impl SyntheticClip {
+    pub fn new(width: i64, height: i64, sigma: f32, params: FrameParams) -> Self {
+        SyntheticClip { width, height, sigma, params, frames: Mutex::new(HashMap::new()) }
+    }
+
+    fn frame(&self, t: i64) -> Arc<RgbImage> {
+        if let Some(f) = self.frames.lock().get(&t) {
+            return f.clone();
+        }
+        let mut img = RgbImage::new(Rect::new(0, 0, self.width, self.height));
+        for y in 0..self.height {
+            for x in 0..self.width {
                 let u = (x + 2 * t) as f32 / self.width as f32;
                 let v = y as f32 / self.height as f32;
                 let o = img.offset(x, y);
@@ -30,7 +44,15 @@ impl Frames for SyntheticClip {
                 }
             }
         }
-        Ok(img)
+        let img = Arc::new(img);
+        self.frames.lock().insert(t, img.clone());
+        img
+    }
+}
+
+impl Frames for SyntheticClip {
+    fn fetch(&self, t: i64, rect: Rect) -> Result<RgbImage> {
+        self.frame(t).crop(&rect)
     }
     fn params(&self, _t: i64) -> FrameParams {
         self.params
@@ -69,7 +91,11 @@ pub fn run_with_control(
     ctrl: &dyn Control,
     on_frame: &mut dyn FnMut(usize, f64),
 ) -> Result<BenchReport> {
-    let clip = SyntheticClip { width, height, sigma: params.noise_level, params };
+    let clip = SyntheticClip::new(width, height, params.noise_level, params);
+    // Decode cost is the host's: warm the frames before timing.
+    for t in 0..frames as i64 {
+        clip.fetch(t, Rect::new(0, 0, 1, 1))?;
+    }
     let bounds = Rect::new(0, 0, width, height);
     let shot = Shot { first: 0, last: frames as i64 - 1 };
     let cache = ChunkCache::new(usize::MAX);

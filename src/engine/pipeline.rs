@@ -186,7 +186,7 @@ pub fn render_with(
     let units = (tiles.len() * covers.len()) as f64;
     for (ti, tile) in tiles.iter().enumerate() {
         let planes: Vec<Vec<f32>> = sources.iter().map(|src| src.planar(tile)).collect();
-        let hashes: Vec<blake3::Hash> = planes.iter().map(|p| blake3::hash(&bytes_of(p))).collect();
+        let hashes: Vec<blake3::Hash> = planes.iter().map(|p| hash_plane(p)).collect();
         let mut blended = vec![0f32; tile.area() * 3];
         for (ci, cover) in covers.iter().enumerate() {
             let range = (cover.first - f0) as usize..=(cover.last - f0) as usize;
@@ -240,8 +240,17 @@ fn splat(grid: &TileGrid, bounds: &Rect, tile: &Rect, planar: &[f32], window: &R
     }
 }
 
-fn bytes_of(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|f| f.to_le_bytes()).collect()
+/// Content hash of a plane, fed through a small buffer (no copy of the whole plane).
+fn hash_plane(v: &[f32]) -> blake3::Hash {
+    let mut h = blake3::Hasher::new();
+    let mut buf = [0u8; 4096];
+    for chunk in v.chunks(buf.len() / 4) {
+        for (b, f) in buf.chunks_exact_mut(4).zip(chunk) {
+            b.copy_from_slice(&f.to_le_bytes());
+        }
+        h.update(&buf[..chunk.len() * 4]);
+    }
+    h.finalize()
 }
 
 /// Everything a chunk's pixels depend on, hashed: an upstream edit is never served stale.
