@@ -25,7 +25,7 @@ pub fn user_text(e: &Error) -> String {
             "Set Model File to a VDiff .safetensors model (made by `vdiff train`), or clear it to use the built-in model."
         }
         Error::Device(_) => "Set Device to Auto or CPU.",
-        Error::Image { what, .. } if what == PIXEL_FORMAT => "Convert the input to RGBA or RGB.",
+        Error::Image { what, .. } if what == PIXEL_FORMAT => "Give the effect 8-bit, 16-bit, half or float images with RGBA or RGB components.",
         Error::Candle(c) if c.to_string().to_ascii_lowercase().contains("memory") => {
             "Lower Tile Size or Temporal Radius, or set Device to CPU."
         }

@@ -46,6 +46,11 @@ fn render_frame(fx: &ImageEffect<'_>, call: &Call<'_>) -> Result<()> {
     let scale = render_scale(Some(&args));
     let [x1, y1, x2, y2] = args.ints::<4>(kOfxImageEffectPropRenderWindow)?;
     let window = Rect::new(x1 as i64, y1 as i64, x2 as i64, y2 as i64);
+    if window.is_empty() {
+        // Nothing to write: fetch nothing (a host may refuse an empty region, and the spec
+        // treats a failed fetch as black, not as the user's problem).
+        return Ok(());
+    }
 
     let set = fx.params()?;
     let source = fx.clip(SOURCE)?;
