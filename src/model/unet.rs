@@ -17,8 +17,8 @@ fn scaled_normal(fan_in: usize, gain: f64) -> Init {
     }
 }
 
-/// Gain for a layer that follows a SiLU (He-style).
-const GAIN_SILU: f64 = std::f64::consts::SQRT_2;
+/// Gain for a layer that follows the (ReLU-like) activation: He-style.
+const GAIN_ACT: f64 = std::f64::consts::SQRT_2;
 /// Gain for the last layer of a residual branch: small, so that an untrained network starts
 /// close to the identity of its skip path but still passes signal (and gradients) through
 /// every branch, which a zero init would not.
@@ -59,8 +59,8 @@ struct ResBlock {
 impl ResBlock {
     fn new(vb: VarBuilder, c: usize, emb_dim: usize) -> Result<Self> {
         Ok(ResBlock {
-            conv1: conv(vb.pp("conv1"), c, c, 3, 1, GAIN_SILU)?,
-            conv2: conv(vb.pp("conv2"), c, c, 3, 1, GAIN_SILU * GAIN_BRANCH)?,
+            conv1: conv(vb.pp("conv1"), c, c, 3, 1, GAIN_ACT)?,
+            conv2: conv(vb.pp("conv2"), c, c, 3, 1, GAIN_ACT * GAIN_BRANCH)?,
             emb: linear(vb.pp("emb"), emb_dim, 2 * c, 0.5)?,
             channels: c,
         })
@@ -99,7 +99,7 @@ struct TemporalMix {
 impl TemporalMix {
     fn new(vb: VarBuilder, c: usize) -> Result<Self> {
         Ok(TemporalMix {
-            conv: conv(vb, 3 * c, c, 1, 1, GAIN_SILU * GAIN_BRANCH)?,
+            conv: conv(vb, 3 * c, c, 1, 1, GAIN_ACT * GAIN_BRANCH)?,
         })
     }
 
@@ -274,13 +274,13 @@ impl VideoUNet {
             cfg: cfg.clone(),
             freqs,
             emb_fc1: linear(vb.pp("emb.fc1"), cfg.emb_dim, cfg.emb_dim, 1.0)?,
-            emb_fc2: linear(vb.pp("emb.fc2"), cfg.emb_dim, cfg.emb_dim, GAIN_SILU)?,
+            emb_fc2: linear(vb.pp("emb.fc2"), cfg.emb_dim, cfg.emb_dim, GAIN_ACT)?,
             conv_in: conv(vb.pp("conv_in"), pix, ch[0], 3, 1, 1.0)?,
             enc,
             down,
             up,
             dec,
-            conv_out: conv(vb.pp("conv_out"), ch[0], pix, 3, 1, GAIN_SILU * GAIN_BRANCH)?,
+            conv_out: conv(vb.pp("conv_out"), ch[0], pix, 3, 1, GAIN_ACT * GAIN_BRANCH)?,
         })
     }
 
