@@ -7,7 +7,7 @@ use super::coords::{frame_of, shot, to_canonical, to_pixels};
 use super::messages::{self, Instance};
 use super::params::{self, ids};
 use super::pixels::read_rgb;
-use super::{logging, OUTPUT, SOURCE};
+use super::{OUTPUT, SOURCE};
 use crate::engine::{self, sanitize};
 use crate::ofx::core_consts::*;
 use crate::ofx::effect_consts::*;
@@ -41,7 +41,7 @@ fn clip_prop(prefix: &str, clip: &std::ffi::CStr) -> Result<CString> {
 }
 
 pub fn load(call: &Call<'_>) -> Result<Reply> {
-    logging::init();
+    crate::logging::init();
     let host = call.host;
     log::info!(
         "loaded by {} (temporal clip access: {}, persistent messages: {})",

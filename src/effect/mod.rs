@@ -5,7 +5,6 @@ mod actions;
 mod adapt;
 pub mod coords;
 mod describe;
-mod logging;
 mod messages;
 pub mod params;
 pub mod pixels;

@@ -1,6 +1,7 @@
-//! The plugin's log: warnings and errors to stderr by default, or appended to the file named by
-//! `VDIFF_LOG`; `VDIFF_LOG_LEVEL` (error, warn, info, debug, trace) sets the detail. Installed
-//! at Load, once per process, unless the host process already has a `log` logger.
+//! The product's log (plugin and command line): warnings and errors to stderr by default, or
+//! appended to the file named by `VDIFF_LOG`; `VDIFF_LOG_LEVEL` (error, warn, info, debug, trace) sets the detail. Installed
+//! by the plugin at Load and by `vdiff` at start, once per process, unless the process already
+//! has a `log` logger.
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 
