@@ -1,0 +1,392 @@
+//! Helpers shared by the `vdiff` subcommands that render: the effect's parameters as flags (same
+//! names, defaults and ranges as the plugin), Ctrl-C handling, and the progress display.
+use std::fmt;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use vdiff::engine::{Control, FrameParams, Settings};
+use vdiff::model::device::DeviceChoice;
+use vdiff::model::registry::{self, ModelSource};
+use vdiff::model::Model;
+use vdiff::sampling::SamplerKind;
+use vdiff::sequence::{Curve, IntCurve};
+
+/// Where `--device` may send the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceArg {
+    Auto,
+    Cpu,
+    Cuda,
+    Metal,
+}
+
+impl DeviceArg {
+    /// The engine's device choice, or why this build cannot honour the request.
+    pub fn choice(self) -> anyhow::Result<DeviceChoice> {
+        match self {
+            DeviceArg::Auto => Ok(DeviceChoice::Auto),
+            DeviceArg::Cpu => Ok(DeviceChoice::Cpu),
+            DeviceArg::Cuda if cfg!(feature = "cuda") => Ok(DeviceChoice::Gpu),
+            DeviceArg::Metal if cfg!(feature = "metal") => Ok(DeviceChoice::Gpu),
+            DeviceArg::Cuda => anyhow::bail!(
+                "--device cuda: this vdiff was built without CUDA; rebuild with `cargo build --release --features cuda`, or use --device cpu"
+            ),
+            DeviceArg::Metal => anyhow::bail!(
+                "--device metal: this vdiff was built without Metal; rebuild with `cargo build --release --features metal`, or use --device cpu"
+            ),
+        }
+    }
+}
+
+fn parse_device(s: &str) -> Result<DeviceArg, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "auto" => Ok(DeviceArg::Auto),
+        "cpu" => Ok(DeviceArg::Cpu),
+        "cuda" => Ok(DeviceArg::Cuda),
+        "metal" => Ok(DeviceArg::Metal),
+        // The plugin's choice says "GPU": the one GPU backend this build has.
+        "gpu" if cfg!(feature = "metal") => Ok(DeviceArg::Metal),
+        "gpu" => Ok(DeviceArg::Cuda),
+        _ => Err(format!("`{s}`: use auto, cpu, cuda or metal")),
+    }
+}
+
+fn parse_sampler(s: &str) -> Result<SamplerKind, String> {
+    s.parse::<SamplerKind>().map_err(|e| e.to_string())
+}
+
+/// A keyframeable real parameter limited to `lo..=hi` at every key.
+fn curve(
+    lo: f64,
+    hi: f64,
+) -> impl Fn(&str) -> Result<Curve, String> + Clone + Send + Sync + 'static {
+    move |s: &str| {
+        let c: Curve = s.parse().map_err(|e: vdiff::Error| e.to_string())?;
+        let outside = c.values().find(|v| !(lo..=hi).contains(v));
+        match outside {
+            Some(v) => Err(format!("{v} is outside {lo}..{hi}")),
+            None => Ok(c),
+        }
+    }
+}
+
+/// A keyframeable integer parameter limited to `lo..=hi` at every key.
+fn int_curve(
+    lo: i64,
+    hi: i64,
+) -> impl Fn(&str) -> Result<IntCurve, String> + Clone + Send + Sync + 'static {
+    move |s: &str| {
+        let c: IntCurve = s.parse().map_err(|e: vdiff::Error| e.to_string())?;
+        let outside = c.values().find(|v| !(lo..=hi).contains(v));
+        match outside {
+            Some(v) => Err(format!("{v} is outside {lo}..{hi}")),
+            None => Ok(c),
+        }
+    }
+}
+
+/// The effect's parameters, with the plugin's names, defaults and ranges. Numbers accept
+/// keyframes `FRAME:VALUE,...` (linear between keys, held outside them).
+#[derive(clap::Args, Clone, Debug)]
+pub struct EffectArgs {
+    /// Noise already in the footage, as a standard deviation in 0..1 image units (0.04 ~ 10/255).
+    #[arg(long, value_name = "SIGMA|KEYS", default_value = "0.04", value_parser = curve(0.0, 0.5), allow_negative_numbers = true,
+        help_heading = "Effect")]
+    pub noise_level: Curve,
+    /// Extra noise on top of Noise Level: 0 restores the footage, 1 re-generates it.
+    #[arg(long, value_name = "0..1|KEYS", default_value = "0", value_parser = curve(0.0, 1.0), allow_negative_numbers = true,
+        help_heading = "Effect")]
+    pub strength: Curve,
+    /// Sampler steps (more: slower, finer).
+    #[arg(long, value_name = "1..100|KEYS", default_value = "8", value_parser = int_curve(1, 100), allow_negative_numbers = true,
+        help_heading = "Effect")]
+    pub steps: IntCurve,
+    /// Sampling method: euler, heun or dpmpp-2m (the plugin's labels "DPM++ 2M" etc. work too).
+    #[arg(long, value_name = "NAME", default_value = "dpmpp-2m", value_parser = parse_sampler, help_heading = "Effect")]
+    pub sampler: SamplerKind,
+    /// Stochasticity (churn) of the sampler: 0 deterministic path, 1 most fresh noise per step.
+    #[arg(long, value_name = "0..1|KEYS", default_value = "0", value_parser = curve(0.0, 1.0), allow_negative_numbers = true,
+        help_heading = "Effect")]
+    pub detail: Curve,
+    /// Seed of the frame-anchored noise; the same seed gives the same frames on every machine.
+    #[arg(long, value_name = "N|KEYS", default_value = "0", value_parser = int_curve(0, i32::MAX as i64), allow_negative_numbers = true,
+        help_heading = "Effect")]
+    pub seed: IntCurve,
+    /// Frames on each side of a frame that are denoised with it (0 = frame by frame).
+    #[arg(long, value_name = "0..8|KEYS", default_value = "2", value_parser = int_curve(0, 8), allow_negative_numbers = true,
+        help_heading = "Effect")]
+    pub temporal_radius: IntCurve,
+    /// Blend with the source: 0 gives the source back, 1 the full effect.
+    #[arg(long, value_name = "0..1|KEYS", default_value = "1", value_parser = curve(0.0, 1.0), allow_negative_numbers = true,
+        help_heading = "Effect")]
+    pub mix: Curve,
+    /// A safetensors model file (default: the model built into vdiff).
+    #[arg(long, value_name = "FILE", help_heading = "Effect")]
+    pub model: Option<PathBuf>,
+    /// Where the model runs: auto (a GPU if this build has one, else the CPU), cpu, cuda or metal.
+    #[arg(long, value_name = "auto|cpu|cuda|metal", default_value = "auto", value_parser = parse_device, help_heading = "Effect")]
+    pub device: DeviceArg,
+    /// Tile size in pixels: large frames are denoised in overlapping tiles of this size.
+    #[arg(long, value_name = "64..4096|KEYS", default_value = "512", value_parser = int_curve(64, 4096), allow_negative_numbers = true,
+        help_heading = "Effect")]
+    pub tile_size: IntCurve,
+}
+
+impl EffectArgs {
+    /// Loads (or reuses) the model named by `--model` on `--device`.
+    pub fn load_model(&self) -> anyhow::Result<Arc<Model>> {
+        let device = self.device.choice()?;
+        let source = match &self.model {
+            None => ModelSource::BuiltIn,
+            Some(p) => {
+                if !p.is_file() {
+                    anyhow::bail!("--model {}: no such file", p.display());
+                }
+                ModelSource::File(p.clone())
+            }
+        };
+        Ok(registry::get(&source, device)?)
+    }
+
+    /// The settings read at frame `t` (integer parameters take their value at that frame).
+    pub fn settings_at(&self, t: i64, model: &Arc<Model>) -> Settings {
+        // Ranges were checked at parse time and interpolation stays between keys, so the
+        // conversions below cannot fail; `max`/`clamp` keep them total anyway.
+        Settings {
+            model: Arc::clone(model),
+            sampler: self.sampler,
+            steps: self.steps.at(t).clamp(1, 100) as u32,
+            seed: self.seed.at(t).max(0) as u64,
+            radius: self.temporal_radius.at(t).clamp(0, 8) as u32,
+            tile_size: self.tile_size.at(t).clamp(64, 4096) as u32,
+            render_scale: 1.0,
+        }
+    }
+
+    /// The per-frame parameters at frame `t`.
+    pub fn params_at(&self, t: i64) -> FrameParams {
+        FrameParams {
+            noise_level: self.noise_level.at(t) as f32,
+            strength: self.strength.at(t) as f32,
+            detail: self.detail.at(t) as f32,
+            mix: self.mix.at(t) as f32,
+        }
+    }
+}
+
+/// The error a render returns when the user pressed Ctrl-C (`main` exits with 130 for it).
+#[derive(Debug)]
+pub struct Interrupted(pub String);
+
+impl fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Installs the Ctrl-C handler (once per process) and returns the flag it raises. A first Ctrl-C
+/// asks the render to stop between sampler steps; a second one exits at once.
+pub fn interrupt_flag() -> &'static AtomicBool {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let installed = ctrlc::set_handler(|| {
+            if INTERRUPTED.swap(true, Ordering::SeqCst) {
+                eprintln!("\nvdiff: interrupted again, quitting now");
+                std::process::exit(130);
+            }
+            eprintln!("\nvdiff: stopping (the current frame is abandoned, no partial file is written; Ctrl-C again quits at once)");
+        });
+        if let Err(e) = installed {
+            log::warn!("cannot install the Ctrl-C handler: {e}");
+        }
+    });
+    &INTERRUPTED
+}
+
+/// Frames done, rate and ETA: an indicatif bar on a terminal, plain lines otherwise (logs, CI).
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    total: u64,
+    done: AtomicU64,
+    start: Instant,
+    /// Last sub-frame percentage shown, so the bar message is not rewritten every sampler step.
+    shown: Mutex<(i64, u32)>,
+}
+
+impl Progress {
+    pub fn new(total: u64) -> Progress {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(total);
+            let style = ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} frames  {per_sec}  ETA {eta}  {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+            bar.set_style(style);
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        });
+        Progress {
+            bar,
+            total,
+            done: AtomicU64::new(0),
+            start: Instant::now(),
+            shown: Mutex::new((i64::MIN, 0)),
+        }
+    }
+
+    /// Progress inside frame `t` (0..1), from the engine.
+    pub fn within_frame(&self, t: i64, fraction: f64) {
+        let Some(bar) = &self.bar else { return };
+        let pct = (fraction.clamp(0.0, 1.0) * 100.0) as u32;
+        if let Ok(mut shown) = self.shown.lock() {
+            if *shown != (t, pct) {
+                *shown = (t, pct);
+                bar.set_message(format!("frame {t}: {pct}%"));
+            }
+        }
+    }
+
+    /// Frame `t` was written to `path`.
+    pub fn frame_done(&self, t: i64, path: &Path) {
+        let done = self.done.fetch_add(1, Ordering::SeqCst) + 1;
+        match &self.bar {
+            Some(bar) => bar.inc(1),
+            None => {
+                let secs = self.start.elapsed().as_secs_f64().max(1e-9);
+                let rate = done as f64 / secs;
+                let eta = (self.total - done.min(self.total)) as f64 / rate.max(1e-9);
+                eprintln!(
+                    "vdiff: frame {t} -> {} [{done}/{}, {rate:.2} frames/s, ETA {}]",
+                    path.display(),
+                    self.total,
+                    fmt_secs(eta)
+                );
+            }
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// `95` -> "1m35s".
+pub fn fmt_secs(s: f64) -> String {
+    let s = s.max(0.0).round() as u64;
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, s % 3600 / 60)
+    } else if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// The engine's view of the command line: progress to the display, abort from Ctrl-C.
+pub struct CliControl<'a> {
+    pub progress: &'a Progress,
+    pub frame: i64,
+    pub abort: &'a AtomicBool,
+}
+
+impl Control for CliControl<'_> {
+    fn progress(&self, fraction: f64) {
+        self.progress.within_frame(self.frame, fraction);
+    }
+    fn aborted(&self) -> bool {
+        self.abort.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct T {
+        #[command(flatten)]
+        e: EffectArgs,
+    }
+
+    #[test]
+    fn defaults_are_the_plugin_defaults() {
+        let t = T::try_parse_from(["t"]).unwrap();
+        let p = t.e.params_at(3);
+        assert_eq!(
+            p,
+            FrameParams {
+                noise_level: 0.04,
+                strength: 0.0,
+                detail: 0.0,
+                mix: 1.0
+            }
+        );
+        assert_eq!(t.e.steps.at(0), 8);
+        assert_eq!(t.e.seed.at(0), 0);
+        assert_eq!(t.e.temporal_radius.at(0), 2);
+        assert_eq!(t.e.tile_size.at(0), 512);
+        assert_eq!(t.e.sampler, SamplerKind::DpmPp2m);
+        assert_eq!(t.e.device, DeviceArg::Auto);
+    }
+
+    #[test]
+    fn keyframes_and_ranges() {
+        let t = T::try_parse_from([
+            "t",
+            "--strength",
+            "0:0.1,4:0.5",
+            "--steps",
+            "0:2,4:6",
+            "--sampler",
+            "DPM++ 2M",
+        ])
+        .unwrap();
+        assert!((t.e.params_at(2).strength - 0.3).abs() < 1e-6);
+        assert_eq!(t.e.steps.at(1), 3);
+        for (flag, value) in [
+            ("--strength", "1.5"),
+            ("--noise-level", "0:0.1,9:0.7"),
+            ("--steps", "0"),
+            ("--temporal-radius", "9"),
+            ("--tile-size", "32"),
+            ("--seed", "-1"),
+            ("--sampler", "ddim"),
+            ("--device", "tpu"),
+            ("--mix", "x"),
+        ] {
+            let e = T::try_parse_from(["t", flag, value])
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(e.contains(flag) && e.contains(value), "{flag} {value}: {e}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(fmt_secs(5.4), "5s");
+        assert_eq!(fmt_secs(95.0), "1m35s");
+        assert_eq!(fmt_secs(7260.0), "2h01m");
+    }
+}

@@ -1,0 +1,73 @@
+//! `vdiff`: the headless front end. Renders image sequences through the same engine as the
+//! OFX plugin, assembles the plugin bundle, prepares data, trains, evaluates and benchmarks.
+// NOTE: the binary root lives in src/bin/vdiff/ so that its subcommand modules sit beside it.
+use clap::{Parser, Subcommand};
+
+mod bench;
+mod bundle;
+mod cli_common;
+mod demo;
+mod eval;
+mod prepare;
+mod render;
+mod train;
+
+#[derive(Parser)]
+#[command(
+    name = "vdiff",
+    version,
+    about = "Temporally consistent video diffusion denoising",
+    long_about = "Temporally consistent video diffusion denoising: the command line of the VDiff \
+                  OpenFX plugin. `vdiff demo` shows it working on a built-in clip; `vdiff render` \
+                  denoises your own image sequences with the plugin's parameters.",
+    after_help = "Run `vdiff <COMMAND> --help` for a command's options and examples.\n\
+                  Progress and errors go to stderr; exit code 1 on errors, 2 on a bad flag, 130 \
+                  after Ctrl-C."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Denoise an image sequence (PNG, TIFF, OpenEXR) with the plugin's engine.
+    Render(render::Args),
+    /// Denoise the built-in sample clip and write a before/after contact sheet.
+    Demo(demo::Args),
+    /// Assemble VDiff.ofx.bundle (and optionally install it into an OFX plugin folder).
+    Bundle(bundle::Args),
+    /// Build training data from the opencv-doc footage, or noisy copies of clean frames.
+    Prepare(prepare::Args),
+    /// Train (or fine-tune) a denoising model on folders of frames.
+    Train(train::Args),
+    /// Score a sequence against its clean reference (PSNR, SSIM, flicker).
+    Eval(eval::Args),
+    /// Time the engine on a synthetic shot.
+    Bench(bench::Args),
+}
+
+fn try_main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    vdiff::logging::init();
+    match cli.command {
+        Command::Render(a) => render::run(a),
+        Command::Demo(a) => demo::run(a),
+        Command::Bundle(a) => bundle::run(a),
+        Command::Prepare(a) => prepare::run(a),
+        Command::Train(a) => train::run(a),
+        Command::Eval(a) => eval::run(a),
+        Command::Bench(a) => bench::run(a),
+    }
+}
+
+fn main() {
+    if let Err(e) = try_main() {
+        if let Some(stop) = e.downcast_ref::<cli_common::Interrupted>() {
+            eprintln!("vdiff: {stop}");
+            std::process::exit(130);
+        }
+        eprintln!("vdiff: error: {e:#}");
+        std::process::exit(1);
+    }
+}
