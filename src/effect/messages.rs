@@ -19,6 +19,9 @@ pub struct Instance {
 const MESSAGE_ID: &str = "net.vdiff.VideoDiffusion.error";
 
 /// The sentence shown for an error: what went wrong and what to do about it.
+/// Phrases of library messages that already carry their advice.
+const ALREADY_ADVISED: [&str; 2] = ["vdiff train", "choose Device"];
+
 pub fn user_text(e: &Error) -> String {
     let advice = match e {
         Error::Model { .. } => {
@@ -32,7 +35,12 @@ pub fn user_text(e: &Error) -> String {
         Error::Param { .. } => "Check the effect's settings.",
         _ => "See the log for details (set VDIFF_LOG to a file to keep it).",
     };
-    format!("Video Diffusion: {e}. {advice}")
+    let text = e.to_string();
+    // Model and device errors often say what to do already; don't say it twice.
+    if ALREADY_ADVISED.iter().any(|a| text.contains(a)) {
+        return format!("Video Diffusion: {text}.");
+    }
+    format!("Video Diffusion: {text}. {advice}")
 }
 
 /// Shows `e` to the user on this instance (persistent where the host can), unless the same
@@ -105,5 +113,13 @@ mod tests {
             "components `OfxImageComponentAlpha` are not supported",
         ));
         assert!(t.contains("RGBA or RGB"), "{t}");
+    }
+
+    #[test]
+    fn advice_already_in_the_error_is_not_repeated() {
+        let t = user_text(&Error::Device("no GPU in this build; choose Device: CPU or Auto".into()));
+        assert_eq!(t.matches("CPU or Auto").count() + t.matches("Auto or CPU").count(), 1, "{t}");
+        let t = user_text(&Error::model("/m.safetensors", "bad; pick a .safetensors saved by `vdiff train`"));
+        assert_eq!(t.matches("vdiff train").count(), 1, "{t}");
     }
 }
