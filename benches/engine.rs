@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use vdiff::bench::SyntheticClip;
-use vdiff::engine::{render_with, ChunkCache, FrameParams, NoControl, Rect, Request, Settings, Shot};
+use vdiff::engine::{
+    render_with, ChunkCache, FrameParams, NoControl, Rect, Request, Settings, Shot,
+};
 use vdiff::model::device::DeviceChoice;
 use vdiff::model::registry::{self, ModelSource};
 use vdiff::sampling::SamplerKind;
@@ -23,16 +25,35 @@ fn settings(steps: u32) -> Settings {
 }
 
 fn bench(c: &mut Criterion) {
-    let params = FrameParams { noise_level: 0.04, strength: 0.0, detail: 0.0, mix: 1.0 };
+    let params = FrameParams {
+        noise_level: 0.04,
+        strength: 0.0,
+        detail: 0.0,
+        mix: 1.0,
+    };
     let mut g = c.benchmark_group("engine");
     g.sample_size(10).measurement_time(Duration::from_secs(20));
     for (w, h) in [(960i64, 540i64), (1920, 1080)] {
         let clip = SyntheticClip::new(w, h, 0.04, params);
         let bounds = Rect::new(0, 0, w, h);
-        let req = |s: Settings| Request { t: 0, window: bounds, bounds, shot: Shot { first: 0, last: 0 }, settings: s };
+        let req = |s: Settings| Request {
+            t: 0,
+            window: bounds,
+            bounds,
+            shot: Shot { first: 0, last: 0 },
+            settings: s,
+        };
         // One frame, one chunk, one step, cold cache: the per-step cost (divide by megapixels).
         g.bench_function(format!("chunk_1step_{w}x{h}"), |b| {
-            b.iter(|| render_with(&ChunkCache::new(usize::MAX), &req(settings(1)), &clip, &NoControl).expect("render"))
+            b.iter(|| {
+                render_with(
+                    &ChunkCache::new(usize::MAX),
+                    &req(settings(1)),
+                    &clip,
+                    &NoControl,
+                )
+                .expect("render")
+            })
         });
         // A frame whose chunks are cached: fetch, hash and blend only.
         let cache = ChunkCache::new(usize::MAX);

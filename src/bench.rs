@@ -7,7 +7,8 @@ use std::time::Instant;
 use parking_lot::Mutex;
 
 use crate::engine::{
-    render_with, ChunkCache, Control, FrameParams, Frames, NoControl, Rect, Request, RgbImage, Settings, Shot,
+    render_with, ChunkCache, Control, FrameParams, Frames, NoControl, Rect, Request, RgbImage,
+    Settings, Shot,
 };
 use crate::sampling::noise::gaussian;
 use crate::Result;
@@ -25,7 +26,13 @@ pub struct SyntheticClip {
 
 impl SyntheticClip {
     pub fn new(width: i64, height: i64, sigma: f32, params: FrameParams) -> Self {
-        SyntheticClip { width, height, sigma, params, frames: Mutex::new(HashMap::new()) }
+        SyntheticClip {
+            width,
+            height,
+            sigma,
+            params,
+            frames: Mutex::new(HashMap::new()),
+        }
     }
 
     fn frame(&self, t: i64) -> Arc<RgbImage> {
@@ -77,8 +84,22 @@ pub struct BenchReport {
 }
 
 /// Renders `frames` consecutive frames cold, then renders them again from the cache.
-pub fn run(settings: &Settings, width: i64, height: i64, frames: usize, params: FrameParams) -> Result<BenchReport> {
-    run_with_control(settings, width, height, frames, params, &NoControl, &mut |_, _| {})
+pub fn run(
+    settings: &Settings,
+    width: i64,
+    height: i64,
+    frames: usize,
+    params: FrameParams,
+) -> Result<BenchReport> {
+    run_with_control(
+        settings,
+        width,
+        height,
+        frames,
+        params,
+        &NoControl,
+        &mut |_, _| {},
+    )
 }
 
 /// As `run`, calling `on_frame(done, seconds)` after each cold frame.
@@ -97,9 +118,18 @@ pub fn run_with_control(
         clip.fetch(t, Rect::new(0, 0, 1, 1))?;
     }
     let bounds = Rect::new(0, 0, width, height);
-    let shot = Shot { first: 0, last: frames as i64 - 1 };
+    let shot = Shot {
+        first: 0,
+        last: frames as i64 - 1,
+    };
     let cache = ChunkCache::new(usize::MAX);
-    let request = |t: i64| Request { t, window: bounds, bounds, shot, settings: settings.clone() };
+    let request = |t: i64| Request {
+        t,
+        window: bounds,
+        bounds,
+        shot,
+        settings: settings.clone(),
+    };
     let start = Instant::now();
     for t in 0..frames as i64 {
         render_with(&cache, &request(t), &clip, ctrl)?;

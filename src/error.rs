@@ -24,7 +24,10 @@ pub enum Error {
     /// The cause is part of the message (hosts show only the message), so it is not also
     /// chained as a `source`, which would print it twice under `{:#}`.
     #[error("{context}: {cause}")]
-    Io { context: String, cause: std::io::Error },
+    Io {
+        context: String,
+        cause: std::io::Error,
+    },
     #[error("{0}")]
     Other(String),
 }
@@ -33,15 +36,27 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     pub fn param(name: impl Into<String>, msg: impl Into<String>) -> Self {
-        Error::Param { name: name.into(), msg: msg.into() }
+        Error::Param {
+            name: name.into(),
+            msg: msg.into(),
+        }
     }
     pub fn model(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
-        Error::Model { path: path.into(), msg: msg.into() }
+        Error::Model {
+            path: path.into(),
+            msg: msg.into(),
+        }
     }
     pub fn image(what: impl Into<String>, msg: impl Into<String>) -> Self {
-        Error::Image { what: what.into(), msg: msg.into() }
+        Error::Image {
+            what: what.into(),
+            msg: msg.into(),
+        }
     }
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io { context: context.into(), cause: source }
+        Error::Io {
+            context: context.into(),
+            cause: source,
+        }
     }
 }

@@ -117,9 +117,18 @@ mod tests {
 
     #[test]
     fn advice_already_in_the_error_is_not_repeated() {
-        let t = user_text(&Error::Device("no GPU in this build; choose Device: CPU or Auto".into()));
-        assert_eq!(t.matches("CPU or Auto").count() + t.matches("Auto or CPU").count(), 1, "{t}");
-        let t = user_text(&Error::model("/m.safetensors", "bad; pick a .safetensors saved by `vdiff train`"));
+        let t = user_text(&Error::Device(
+            "no GPU in this build; choose Device: CPU or Auto".into(),
+        ));
+        assert_eq!(
+            t.matches("CPU or Auto").count() + t.matches("Auto or CPU").count(),
+            1,
+            "{t}"
+        );
+        let t = user_text(&Error::model(
+            "/m.safetensors",
+            "bad; pick a .safetensors saved by `vdiff train`",
+        ));
         assert_eq!(t.matches("vdiff train").count(), 1, "{t}");
     }
 }

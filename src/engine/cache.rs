@@ -29,7 +29,10 @@ impl ChunkData {
         self.planes.iter().map(|p| p.len() * 4).sum::<usize>() + std::mem::size_of::<Self>()
     }
     pub fn plane(&self, t: i64) -> Option<&[f32]> {
-        usize::try_from(t - self.first).ok().and_then(|k| self.planes.get(k)).map(Vec::as_slice)
+        usize::try_from(t - self.first)
+            .ok()
+            .and_then(|k| self.planes.get(k))
+            .map(Vec::as_slice)
     }
 }
 
@@ -126,7 +129,11 @@ impl ChunkCache {
                     self.computed.fetch_add(1, Ordering::Relaxed);
                     let bytes = data.bytes();
                     // Account only if the entry is still ours (a purge may have dropped it).
-                    if let Some(e) = inner.map.get_mut(&key).filter(|e| Arc::ptr_eq(&e.slot, &slot)) {
+                    if let Some(e) = inner
+                        .map
+                        .get_mut(&key)
+                        .filter(|e| Arc::ptr_eq(&e.slot, &slot))
+                    {
                         e.bytes = bytes;
                         inner.bytes += bytes;
                     }
@@ -137,7 +144,11 @@ impl ChunkCache {
                 Ok(data)
             }
             Err(e) => {
-                if inner.map.get(&key).is_some_and(|e| Arc::ptr_eq(&e.slot, &slot) && e.slot.get().is_none()) {
+                if inner
+                    .map
+                    .get(&key)
+                    .is_some_and(|e| Arc::ptr_eq(&e.slot, &slot) && e.slot.get().is_none())
+                {
                     inner.map.remove(&key);
                 }
                 Err(e)
@@ -188,7 +199,11 @@ mod tests {
     use super::*;
 
     fn data(n: usize) -> ChunkData {
-        ChunkData { first: 0, rect: Rect::new(0, 0, 1, 1), planes: vec![vec![1.0; n]] }
+        ChunkData {
+            first: 0,
+            rect: Rect::new(0, 0, 1, 1),
+            planes: vec![vec![1.0; n]],
+        }
     }
 
     fn key(i: u8) -> ChunkKey {
@@ -203,7 +218,9 @@ mod tests {
             cache.get_or_compute(key(i), || Ok(data(1000))).unwrap();
         }
         // Touch 0 so that 1 is the least recently used.
-        cache.get_or_compute(key(0), || panic!("must be cached")).unwrap();
+        cache
+            .get_or_compute(key(0), || panic!("must be cached"))
+            .unwrap();
         cache.get_or_compute(key(3), || Ok(data(1000))).unwrap();
         let s = cache.stats();
         assert!(s.bytes <= 3 * one, "{s:?}");
@@ -216,7 +233,9 @@ mod tests {
             })
             .unwrap();
         assert!(recomputed, "the LRU entry should have been evicted");
-        cache.get_or_compute(key(0), || panic!("0 was recently used")).unwrap();
+        cache
+            .get_or_compute(key(0), || panic!("0 was recently used"))
+            .unwrap();
     }
 
     #[test]

@@ -55,7 +55,11 @@ pub fn estimate_noise(img: &RgbImage) -> f32 {
     let (q, n) = blocks[blocks.len() / 4];
     // Lower quartile of a mean of n half-normal values sits 0.674 standard errors below its mean.
     let rel_sd = ((std::f64::consts::FRAC_PI_2 - 1.0) / n).sqrt();
-    let corrected = if blocks.len() >= 4 { q / (1.0 - 0.674 * rel_sd) } else { q };
+    let corrected = if blocks.len() >= 4 {
+        q / (1.0 - 0.674 * rel_sd)
+    } else {
+        q
+    };
     corrected as f32
 }
 
@@ -72,7 +76,11 @@ mod tests {
                 for c in 0..3 {
                     let base = 0.2 + 0.5 * (x as f32 / w as f32) + 0.1 * c as f32;
                     // Texture only in the left third: flat blocks elsewhere must win.
-                    let tex = if textured && x < w / 3 { 0.2 * ((x as f32 * 1.3).sin() * (y as f32 * 0.9).cos()) } else { 0.0 };
+                    let tex = if textured && x < w / 3 {
+                        0.2 * ((x as f32 * 1.3).sin() * (y as f32 * 0.9).cos())
+                    } else {
+                        0.0
+                    };
                     let i = img.offset(x, y) + c as usize;
                     img.data[i] = base + tex + sigma * gaussian(3, 0, c, x, y, 0);
                 }
@@ -85,7 +93,10 @@ mod tests {
     fn finds_the_noise_of_white_gaussian_noise() {
         for sigma in [0.01f32, 0.04, 0.1, 0.2] {
             let est = estimate_noise(&scene(256, 192, sigma, false));
-            assert!((est / sigma - 1.0).abs() < 0.1, "sigma {sigma}: estimated {est}");
+            assert!(
+                (est / sigma - 1.0).abs() < 0.1,
+                "sigma {sigma}: estimated {est}"
+            );
         }
     }
 

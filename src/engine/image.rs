@@ -27,7 +27,12 @@ impl Rect {
         (self.width() * self.height()) as usize
     }
     pub fn intersect(&self, o: &Rect) -> Rect {
-        let r = Rect::new(self.x0.max(o.x0), self.y0.max(o.y0), self.x1.min(o.x1), self.y1.min(o.y1));
+        let r = Rect::new(
+            self.x0.max(o.x0),
+            self.y0.max(o.y0),
+            self.x1.min(o.x1),
+            self.y1.min(o.y1),
+        );
         if r.is_empty() {
             Rect::default()
         } else {
@@ -42,7 +47,12 @@ impl Rect {
         if o.is_empty() {
             return *self;
         }
-        Rect::new(self.x0.min(o.x0), self.y0.min(o.y0), self.x1.max(o.x1), self.y1.max(o.y1))
+        Rect::new(
+            self.x0.min(o.x0),
+            self.y0.min(o.y0),
+            self.x1.max(o.x1),
+            self.y1.max(o.y1),
+        )
     }
     pub fn contains(&self, o: &Rect) -> bool {
         o.is_empty() || (o.x0 >= self.x0 && o.y0 >= self.y0 && o.x1 <= self.x1 && o.y1 <= self.y1)
@@ -58,7 +68,10 @@ pub struct RgbImage {
 
 impl RgbImage {
     pub fn new(rect: Rect) -> Self {
-        RgbImage { rect, data: vec![0.0; rect.area() * 3] }
+        RgbImage {
+            rect,
+            data: vec![0.0; rect.area() * 3],
+        }
     }
 
     /// Copy of `r` (which must lie inside this image) as a new image.

@@ -11,8 +11,8 @@ pub use cache::{global as global_cache, CacheStats, ChunkCache};
 pub use estimate::estimate_noise;
 pub use image::{sanitize, Rect, RgbImage};
 pub use pipeline::{
-    frames_needed, is_identity, purge_caches, region_needed, render, render_with, Control, FrameParams, Frames,
-    NoControl, Request, Settings, MAX_NOISE_LEVEL, MAX_RADIUS, MAX_STEPS,
+    frames_needed, is_identity, purge_caches, region_needed, render, render_with, Control,
+    FrameParams, Frames, NoControl, Request, Settings, MAX_NOISE_LEVEL, MAX_RADIUS, MAX_STEPS,
 };
 pub use plan::{chunks_covering, Cover, Shot};
 pub use tiles::TileGrid;

@@ -41,7 +41,12 @@ pub struct FrameParams {
 
 impl Default for FrameParams {
     fn default() -> Self {
-        FrameParams { noise_level: 0.04, strength: 0.0, detail: 0.0, mix: 1.0 }
+        FrameParams {
+            noise_level: 0.04,
+            strength: 0.0,
+            detail: 0.0,
+            mix: 1.0,
+        }
     }
 }
 
@@ -123,13 +128,22 @@ pub fn render(req: &Request, frames: &dyn Frames, ctrl: &dyn Control) -> Result<
 
 fn validate(s: &Settings) -> Result<()> {
     if !(1..=MAX_STEPS).contains(&s.steps) {
-        return Err(Error::param("steps", format!("{} is outside 1..{MAX_STEPS}", s.steps)));
+        return Err(Error::param(
+            "steps",
+            format!("{} is outside 1..{MAX_STEPS}", s.steps),
+        ));
     }
     if s.radius > MAX_RADIUS {
-        return Err(Error::param("temporal radius", format!("{} is above {MAX_RADIUS}", s.radius)));
+        return Err(Error::param(
+            "temporal radius",
+            format!("{} is above {MAX_RADIUS}", s.radius),
+        ));
     }
     if !(s.render_scale.is_finite() && s.render_scale > 0.0) {
-        return Err(Error::param("render scale", format!("{} is not a positive number", s.render_scale)));
+        return Err(Error::param(
+            "render scale",
+            format!("{} is not a positive number", s.render_scale),
+        ));
     }
     Ok(())
 }
@@ -142,7 +156,11 @@ fn fetch_sane(frames: &dyn Frames, t: i64, rect: Rect) -> Result<RgbImage> {
     if img.rect != rect || img.data.len() != rect.area() * 3 {
         return Err(Error::image(
             format!("frame {t}"),
-            format!("source gave {:?} ({} values) where {rect:?} was asked", img.rect, img.data.len()),
+            format!(
+                "source gave {:?} ({} values) where {rect:?} was asked",
+                img.rect,
+                img.data.len()
+            ),
         ));
     }
     img.data.iter_mut().for_each(|v| *v = sanitize(*v));
@@ -177,7 +195,9 @@ pub fn render_with(
     let f1 = covers.iter().map(|c| c.last).max().unwrap_or(t);
 
     // 2. Sources and parameters of every frame, read once.
-    let sources = (f0..=f1).map(|f| fetch_sane(frames, f, region)).collect::<Result<Vec<_>>>()?;
+    let sources = (f0..=f1)
+        .map(|f| fetch_sane(frames, f, region))
+        .collect::<Result<Vec<_>>>()?;
     let params: Vec<FrameParams> = (f0..=f1).map(|f| frames.params(f).sanitized()).collect();
 
     // 3. Per tile: fetch or compute each chunk, blend frame t across chunks, then into the window.
@@ -190,10 +210,22 @@ pub fn render_with(
         let mut blended = vec![0f32; tile.area() * 3];
         for (ci, cover) in covers.iter().enumerate() {
             let range = (cover.first - f0) as usize..=(cover.last - f0) as usize;
-            let key = chunk_key(s, cover, tile, &params[range.clone()], &hashes[range.clone()]);
+            let key = chunk_key(
+                s,
+                cover,
+                tile,
+                &params[range.clone()],
+                &hashes[range.clone()],
+            );
             let base = (ti * covers.len() + ci) as f64;
             let data = cache.get_or_compute(key, || {
-                let job = ChunkJob { s, first: cover.first, tile, planes: &planes[range.clone()], params: &params[range] };
+                let job = ChunkJob {
+                    s,
+                    first: cover.first,
+                    tile,
+                    planes: &planes[range.clone()],
+                    params: &params[range],
+                };
                 job.compute(&|f| ctrl.progress((base + f) / units), ctrl)
             })?;
             let plane = data
@@ -216,7 +248,11 @@ pub fn render_with(
             let so = src.offset(x, y);
             for c in 0..3 {
                 let den = acc[i * 3 + c] / wsum[i];
-                out.data[i * 3 + c] = if p_t.mix == 1.0 { den } else { p_t.mix * den + (1.0 - p_t.mix) * src.data[so + c] };
+                out.data[i * 3 + c] = if p_t.mix == 1.0 {
+                    den
+                } else {
+                    p_t.mix * den + (1.0 - p_t.mix) * src.data[so + c]
+                };
             }
         }
     }
@@ -224,7 +260,15 @@ pub fn render_with(
 }
 
 /// Adds a tile's planar result, weighted by the tile ramp, into the window accumulators.
-fn splat(grid: &TileGrid, bounds: &Rect, tile: &Rect, planar: &[f32], window: &Rect, acc: &mut [f32], wsum: &mut [f32]) {
+fn splat(
+    grid: &TileGrid,
+    bounds: &Rect,
+    tile: &Rect,
+    planar: &[f32],
+    window: &Rect,
+    acc: &mut [f32],
+    wsum: &mut [f32],
+) {
     let part = tile.intersect(window);
     let (tw, th) = (tile.width() as usize, tile.height() as usize);
     for y in part.y0..part.y1 {
@@ -254,12 +298,27 @@ fn hash_plane(v: &[f32]) -> blake3::Hash {
 }
 
 /// Everything a chunk's pixels depend on, hashed: an upstream edit is never served stale.
-fn chunk_key(s: &Settings, cover: &Cover, tile: &Rect, params: &[FrameParams], hashes: &[blake3::Hash]) -> ChunkKey {
+fn chunk_key(
+    s: &Settings,
+    cover: &Cover,
+    tile: &Rect,
+    params: &[FrameParams],
+    hashes: &[blake3::Hash],
+) -> ChunkKey {
     let mut h = blake3::Hasher::new();
     h.update(b"vdiff-chunk-v1");
     h.update(s.model.id().as_bytes());
     h.update(s.sampler.to_string().as_bytes());
-    for v in [s.steps as i64, s.seed as i64, cover.first, cover.last, tile.x0, tile.y0, tile.x1, tile.y1] {
+    for v in [
+        s.steps as i64,
+        s.seed as i64,
+        cover.first,
+        cover.last,
+        tile.x0,
+        tile.y0,
+        tile.x1,
+        tile.y1,
+    ] {
         h.update(&v.to_le_bytes());
     }
     h.update(&s.render_scale.to_le_bytes());
@@ -288,22 +347,50 @@ impl ChunkJob<'_> {
         let (w, h) = (self.tile.width() as usize, self.tile.height() as usize);
         let (k, n) = (self.planes.len(), 3 * w * h);
         // 1. Start levels: the footage's own noise (smaller at proxy scale) raised by Strength.
-        let footage: Vec<f32> = self.params.iter().map(|p| p.noise_level * s.render_scale as f32).collect();
-        let starts: Vec<f32> = self.params.iter().zip(&footage).map(|(p, &nl)| start_sigma(nl, p.strength)).collect();
+        let footage: Vec<f32> = self
+            .params
+            .iter()
+            .map(|p| p.noise_level * s.render_scale as f32)
+            .collect();
+        let starts: Vec<f32> = self
+            .params
+            .iter()
+            .zip(&footage)
+            .map(|(p, &nl)| start_sigma(nl, p.strength))
+            .collect();
         if starts.iter().all(|&v| v == 0.0) {
-            return Ok(ChunkData { first: self.first, rect: *self.tile, planes: self.planes.to_vec() });
+            return Ok(ChunkData {
+                first: self.first,
+                rect: *self.tile,
+                planes: self.planes.to_vec(),
+            });
         }
         // 2. Network input: in-range part of the source plus frame-anchored extra noise.
         let mut x = Vec::with_capacity(k * n);
         let mut noise = vec![0f32; n];
         for (i, plane) in self.planes.iter().enumerate() {
-            let extra = (starts[i] * starts[i] - footage[i] * footage[i]).max(0.0).sqrt();
+            let extra = (starts[i] * starts[i] - footage[i] * footage[i])
+                .max(0.0)
+                .sqrt();
             let at = x.len();
             x.extend(plane.iter().map(|v| v.clamp(MODEL_LO, MODEL_HI)));
             if extra > 0.0 {
                 let frame = self.first + i as i64;
-                fill_planar(s.seed, frame, STEP_INIT, self.tile.x0, self.tile.y0, w, h, 3, &mut noise);
-                x[at..].iter_mut().zip(&noise).for_each(|(v, z)| *v += extra * z);
+                fill_planar(
+                    s.seed,
+                    frame,
+                    STEP_INIT,
+                    self.tile.x0,
+                    self.tile.y0,
+                    w,
+                    h,
+                    3,
+                    &mut noise,
+                );
+                x[at..]
+                    .iter_mut()
+                    .zip(&noise)
+                    .for_each(|(v, z)| *v += extra * z);
             }
         }
         let device = s.model.device();
@@ -328,7 +415,15 @@ impl ChunkJob<'_> {
                 progress(i.step as f64 / i.total.max(1) as f64);
                 !ctrl.aborted()
             };
-            sample(s.sampler, s.model.as_ref(), x, &sched, &churn, &source, &mut on_step)?
+            sample(
+                s.sampler,
+                s.model.as_ref(),
+                x,
+                &sched,
+                &churn,
+                &source,
+                &mut on_step,
+            )?
         };
         let out: Vec<f32> = out.flatten_all()?.to_vec1()?;
 
@@ -342,10 +437,17 @@ impl ChunkJob<'_> {
                     return src.clone();
                 }
                 let o = &out[i * n..(i + 1) * n];
-                o.iter().zip(src).map(|(d, v)| d + (v - v.clamp(MODEL_LO, MODEL_HI))).collect()
+                o.iter()
+                    .zip(src)
+                    .map(|(d, v)| d + (v - v.clamp(MODEL_LO, MODEL_HI)))
+                    .collect()
             })
             .collect();
-        Ok(ChunkData { first: self.first, rect: *self.tile, planes })
+        Ok(ChunkData {
+            first: self.first,
+            rect: *self.tile,
+            planes,
+        })
     }
 }
 
@@ -377,6 +479,12 @@ impl Drop for Permit<'_> {
 }
 
 static MODEL_RUNS: Lazy<Semaphore> = Lazy::new(|| {
-    let n = std::env::var("VDIFF_MODEL_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(1usize);
-    Semaphore { free: Mutex::new(n.max(1)), cv: Condvar::new() }
+    let n = std::env::var("VDIFF_MODEL_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1usize);
+    Semaphore {
+        free: Mutex::new(n.max(1)),
+        cv: Condvar::new(),
+    }
 });

@@ -36,7 +36,10 @@ pub fn chunk_stride(radius: u32) -> i64 {
 /// Inclusive frames of chunk `c`, clipped to the shot (None when it lies outside).
 pub fn chunk_frames(c: i64, radius: u32, shot: Shot) -> Option<(i64, i64)> {
     let start = c * chunk_stride(radius);
-    let (a, b) = (start.max(shot.first), (start + chunk_len(radius) - 1).min(shot.last));
+    let (a, b) = (
+        start.max(shot.first),
+        (start + chunk_len(radius) - 1).min(shot.last),
+    );
     (a <= b).then_some((a, b))
 }
 
@@ -66,7 +69,12 @@ pub fn chunks_covering(t: i64, radius: u32, shot: Shot) -> Vec<Cover> {
         .filter_map(|c| {
             let (first, last) = chunk_frames(c, radius, shot)?;
             let weight = position_weight(t - c * stride, len);
-            Some(Cover { chunk: c, first, last, weight })
+            Some(Cover {
+                chunk: c,
+                first,
+                last,
+                weight,
+            })
         })
         .collect();
     let total: f32 = covers.iter().map(|c| c.weight).sum();
@@ -88,7 +96,10 @@ pub fn frames_needed(t: i64, radius: u32, shot: Shot) -> (i64, i64) {
 mod tests {
     use super::*;
 
-    const SHOT: Shot = Shot { first: -20, last: 100 };
+    const SHOT: Shot = Shot {
+        first: -20,
+        last: 100,
+    };
 
     #[test]
     fn every_frame_is_covered_with_unit_weight() {
@@ -114,7 +125,10 @@ mod tests {
         // Frames 10 and 11 share a chunk whose bounds do not depend on which one asks.
         let a = chunks_covering(10, 2, SHOT);
         let b = chunks_covering(11, 2, SHOT);
-        let shared: Vec<_> = a.iter().filter(|x| b.iter().any(|y| y.chunk == x.chunk)).collect();
+        let shared: Vec<_> = a
+            .iter()
+            .filter(|x| b.iter().any(|y| y.chunk == x.chunk))
+            .collect();
         assert!(!shared.is_empty());
         for s in shared {
             let o = b.iter().find(|y| y.chunk == s.chunk).unwrap();

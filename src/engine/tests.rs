@@ -30,10 +30,20 @@ const SHOT: Shot = Shot { first: 0, last: 7 };
 
 impl Clip {
     fn new(params: impl Fn(i64) -> FrameParams + Send + Sync + 'static) -> Self {
-        Clip { params: Box::new(params), fetched: Mutex::new(Vec::new()), edit: Mutex::new(None), plant: None }
+        Clip {
+            params: Box::new(params),
+            fetched: Mutex::new(Vec::new()),
+            edit: Mutex::new(None),
+            plant: None,
+        }
     }
     fn noisy() -> Self {
-        Clip::new(|_| FrameParams { noise_level: 0.05, strength: 0.2, detail: 0.3, mix: 1.0 })
+        Clip::new(|_| FrameParams {
+            noise_level: 0.05,
+            strength: 0.2,
+            detail: 0.3,
+            mix: 1.0,
+        })
     }
     fn pixel(&self, t: i64, x: i64, y: i64, c: u32) -> f32 {
         let u = (x + t) as f32 / W as f32;
@@ -82,7 +92,13 @@ fn settings() -> Settings {
 }
 
 fn request(t: i64, window: Rect) -> Request {
-    Request { t, window, bounds: BOUNDS, shot: SHOT, settings: settings() }
+    Request {
+        t,
+        window,
+        bounds: BOUNDS,
+        shot: SHOT,
+        settings: settings(),
+    }
 }
 
 fn render_on(cache: &ChunkCache, clip: &Clip, t: i64, window: Rect) -> RgbImage {
@@ -95,14 +111,25 @@ fn bits(img: &RgbImage) -> Vec<u32> {
 
 #[test]
 fn identity_at_zero_strength_and_noise_runs_no_model() {
-    let clip = Clip::new(|_| FrameParams { noise_level: 0.0, strength: 0.0, detail: 0.5, mix: 1.0 });
+    let clip = Clip::new(|_| FrameParams {
+        noise_level: 0.0,
+        strength: 0.0,
+        detail: 0.5,
+        mix: 1.0,
+    });
     let cache = ChunkCache::new(1 << 30);
     for t in [0, 3, 7] {
         let out = render_on(&cache, &clip, t, BOUNDS);
         assert_eq!(out, clip.fetch(t, BOUNDS).unwrap(), "frame {t}");
     }
-    let mix0 = Clip::new(|_| FrameParams { mix: 0.0, ..FrameParams::default() });
-    assert_eq!(render_on(&cache, &mix0, 2, BOUNDS), mix0.fetch(2, BOUNDS).unwrap());
+    let mix0 = Clip::new(|_| FrameParams {
+        mix: 0.0,
+        ..FrameParams::default()
+    });
+    assert_eq!(
+        render_on(&cache, &mix0, 2, BOUNDS),
+        mix0.fetch(2, BOUNDS).unwrap()
+    );
     assert_eq!(cache.stats().computed, 0);
 }
 
@@ -112,7 +139,13 @@ fn denoising_changes_the_frame_and_stays_finite() {
     let out = render_on(&ChunkCache::new(1 << 30), &clip, 3, BOUNDS);
     let src = clip.fetch(3, BOUNDS).unwrap();
     assert!(out.data.iter().all(|v| v.is_finite()));
-    let diff: f32 = out.data.iter().zip(&src.data).map(|(a, b)| (a - b).abs()).sum::<f32>() / src.data.len() as f32;
+    let diff: f32 = out
+        .data
+        .iter()
+        .zip(&src.data)
+        .map(|(a, b)| (a - b).abs())
+        .sum::<f32>()
+        / src.data.len() as f32;
     assert!(diff > 1e-3, "output equals the source (mean |diff| {diff})");
 }
 
@@ -124,7 +157,10 @@ fn render_order_does_not_matter() {
     let shuffled = vec![5, 0, 7, 2, 6, 1, 4, 3];
     let run = |order: &[i64]| {
         let cache = ChunkCache::new(1 << 30);
-        let mut out: Vec<(i64, Vec<u32>)> = order.iter().map(|&t| (t, bits(&render_on(&cache, &clip, t, BOUNDS)))).collect();
+        let mut out: Vec<(i64, Vec<u32>)> = order
+            .iter()
+            .map(|&t| (t, bits(&render_on(&cache, &clip, t, BOUNDS))))
+            .collect();
         out.sort_by_key(|(t, _)| *t);
         out
     };
@@ -133,7 +169,11 @@ fn render_order_does_not_matter() {
     assert_eq!(a, run(&shuffled));
     // And a cold cache for every frame gives the same bytes as reuse.
     for (t, b) in &a {
-        assert_eq!(&bits(&render_on(&ChunkCache::new(1 << 30), &clip, *t, BOUNDS)), b, "frame {t}");
+        assert_eq!(
+            &bits(&render_on(&ChunkCache::new(1 << 30), &clip, *t, BOUNDS)),
+            b,
+            "frame {t}"
+        );
     }
 }
 
@@ -147,13 +187,19 @@ fn render_window_does_not_matter() {
         Rect::new(0, H / 2, W / 2, H),
         Rect::new(W / 2, H / 2, W, H),
     ];
-    for window in quadrants.into_iter().chain([Rect::new(13, 7, 50, 41), Rect::new(95, 71, 96, 72)]) {
+    for window in quadrants
+        .into_iter()
+        .chain([Rect::new(13, 7, 50, 41), Rect::new(95, 71, 96, 72)])
+    {
         let part = render_on(&ChunkCache::new(1 << 30), &clip, 4, window);
         assert_eq!(part.rect, window);
         for y in window.y0..window.y1 {
             for x in window.x0..window.x1 {
                 for c in 0..3 {
-                    let (a, b) = (part.data[part.offset(x, y) + c], full.data[full.offset(x, y) + c]);
+                    let (a, b) = (
+                        part.data[part.offset(x, y) + c],
+                        full.data[full.offset(x, y) + c],
+                    );
                     assert_eq!(a.to_bits(), b.to_bits(), "{window:?} at ({x},{y},{c})");
                 }
             }
@@ -166,7 +212,9 @@ fn threads_match_sequential_and_compute_each_chunk_once() {
     let clip = Arc::new(Clip::noisy());
     let sequential: Vec<Vec<u32>> = {
         let cache = ChunkCache::new(1 << 30);
-        (0..8).map(|t| bits(&render_on(&cache, &clip, t, BOUNDS))).collect()
+        (0..8)
+            .map(|t| bits(&render_on(&cache, &clip, t, BOUNDS)))
+            .collect()
     };
     let cache = Arc::new(ChunkCache::new(1 << 30));
     let handles: Vec<_> = (0..8u64)
@@ -176,7 +224,10 @@ fn threads_match_sequential_and_compute_each_chunk_once() {
                 // Each thread asks every frame, in its own pseudo-random order.
                 let mut order: Vec<i64> = (0..8).collect();
                 order.sort_by_key(|&t| gaussian(i, t, 0, 0, 0, 9).to_bits());
-                order.into_iter().map(|t| (t, bits(&render_on(&cache, &clip, t, BOUNDS)))).collect::<Vec<_>>()
+                order
+                    .into_iter()
+                    .map(|t| (t, bits(&render_on(&cache, &clip, t, BOUNDS))))
+                    .collect::<Vec<_>>()
             })
         })
         .collect();
@@ -185,7 +236,10 @@ fn threads_match_sequential_and_compute_each_chunk_once() {
             assert_eq!(b, sequential[t as usize], "frame {t}");
         }
     }
-    let chunks: HashSet<i64> = (0..8).flat_map(|t| chunks_covering(t, 1, SHOT)).map(|c| c.chunk).collect();
+    let chunks: HashSet<i64> = (0..8)
+        .flat_map(|t| chunks_covering(t, 1, SHOT))
+        .map(|c| c.chunk)
+        .collect();
     let tiles = TileGrid::new(64).tiles_for(BOUNDS, BOUNDS).len();
     assert_eq!(cache.stats().computed, chunks.len() * tiles);
 }
@@ -201,16 +255,31 @@ fn per_frame_parameters_are_honoured_inside_a_window() {
         mix: 1.0,
     });
     let cache = ChunkCache::new(1 << 30);
-    assert_eq!(render_on(&cache, &clip, 2, BOUNDS), clip.fetch(2, BOUNDS).unwrap());
-    assert_ne!(render_on(&cache, &clip, 3, BOUNDS), clip.fetch(3, BOUNDS).unwrap());
+    assert_eq!(
+        render_on(&cache, &clip, 2, BOUNDS),
+        clip.fetch(2, BOUNDS).unwrap()
+    );
+    assert_ne!(
+        render_on(&cache, &clip, 3, BOUNDS),
+        clip.fetch(3, BOUNDS).unwrap()
+    );
     // A neighbour's strength changes frame 3's result: windows read every frame's parameters.
     let other = Clip::new(|t| FrameParams {
         noise_level: if t == 2 { 0.0 } else { 0.04 },
-        strength: if t == 2 { 0.0 } else if t == 4 { 0.9 } else { 0.1 * t as f32 },
+        strength: if t == 2 {
+            0.0
+        } else if t == 4 {
+            0.9
+        } else {
+            0.1 * t as f32
+        },
         detail: 0.0,
         mix: 1.0,
     });
-    assert_ne!(bits(&render_on(&cache, &clip, 3, BOUNDS)), bits(&render_on(&cache, &other, 3, BOUNDS)));
+    assert_ne!(
+        bits(&render_on(&cache, &clip, 3, BOUNDS)),
+        bits(&render_on(&cache, &other, 3, BOUNDS))
+    );
 }
 
 #[test]
@@ -249,7 +318,11 @@ fn cache_budget_purge_and_stale_sources() {
     let small = ChunkCache::new(2 * one_chunk_tile);
     for t in 0..8 {
         render_on(&small, &clip, t, BOUNDS);
-        assert!(small.stats().bytes <= 2 * one_chunk_tile, "{:?}", small.stats());
+        assert!(
+            small.stats().bytes <= 2 * one_chunk_tile,
+            "{:?}",
+            small.stats()
+        );
     }
 }
 
@@ -277,7 +350,10 @@ fn bad_pixels_never_spread_and_hdr_survives() {
     assert!(out.data.iter().all(|v| v.is_finite()));
     let mut inf = Clip::noisy();
     inf.plant = Some((30, 30, f32::INFINITY));
-    assert!(render_on(&ChunkCache::new(1 << 30), &inf, 3, BOUNDS).data.iter().all(|v| v.is_finite()));
+    assert!(render_on(&ChunkCache::new(1 << 30), &inf, 3, BOUNDS)
+        .data
+        .iter()
+        .all(|v| v.is_finite()));
     let mut hdr = Clip::noisy();
     hdr.plant = Some((10, 10, 8.0));
     let out = render_on(&ChunkCache::new(1 << 30), &hdr, 3, BOUNDS);
@@ -290,7 +366,10 @@ fn bad_settings_are_errors() {
     let clip = Clip::noisy();
     let mut req = request(3, BOUNDS);
     req.settings.steps = 0;
-    assert!(matches!(render(&req, &clip, &NoControl), Err(crate::Error::Param { .. })));
+    assert!(matches!(
+        render(&req, &clip, &NoControl),
+        Err(crate::Error::Param { .. })
+    ));
     let mut req = request(3, BOUNDS);
     req.settings.render_scale = f64::NAN;
     assert!(render(&req, &clip, &NoControl).is_err());

@@ -21,7 +21,8 @@ impl TileGrid {
     pub fn new(tile_size: u32) -> Self {
         let size = (tile_size as i64 / TILE_ALIGN * TILE_ALIGN).max(MIN_TILE);
         // About an eighth of the tile: wide enough for a smooth ramp, small enough to stay cheap.
-        let overlap = ((size / 8 + TILE_ALIGN / 2) / TILE_ALIGN * TILE_ALIGN).clamp(TILE_ALIGN, 4 * TILE_ALIGN);
+        let overlap = ((size / 8 + TILE_ALIGN / 2) / TILE_ALIGN * TILE_ALIGN)
+            .clamp(TILE_ALIGN, 4 * TILE_ALIGN);
         TileGrid { size, overlap }
     }
 
@@ -37,7 +38,8 @@ impl TileGrid {
     fn axis(&self, a: i64, b: i64, lo: i64, hi: i64) -> Vec<(i64, i64)> {
         let s = self.stride();
         let first_used = lo.div_euclid(s);
-        let last_used = (hi - self.size).div_euclid(s) + i64::from((hi - self.size).rem_euclid(s) != 0);
+        let last_used =
+            (hi - self.size).div_euclid(s) + i64::from((hi - self.size).rem_euclid(s) != 0);
         let first = first_used.max((a - self.size).div_euclid(s) + 1);
         let last = last_used.max(first_used).min((b - 1).div_euclid(s));
         (first..=last)
@@ -66,7 +68,8 @@ impl TileGrid {
     /// Blending weight of a pixel at absolute (x, y) inside `tile`: 1 in the interior, a smooth
     /// ramp towards edges that border another tile, never zero.
     pub fn weight(&self, tile: &Rect, bounds: &Rect, x: i64, y: i64) -> f32 {
-        self.ramp(x, tile.x0, tile.x1, bounds.x0, bounds.x1) * self.ramp(y, tile.y0, tile.y1, bounds.y0, bounds.y1)
+        self.ramp(x, tile.x0, tile.x1, bounds.x0, bounds.x1)
+            * self.ramp(y, tile.y0, tile.y1, bounds.y0, bounds.y1)
     }
 
     fn ramp(&self, v: i64, t0: i64, t1: i64, lo: i64, hi: i64) -> f32 {
@@ -86,7 +89,9 @@ impl TileGrid {
 
     /// Union of the tiles a render of `window` reads: the region to ask the host for.
     pub fn region_needed(&self, window: Rect, bounds: Rect) -> Rect {
-        self.tiles_for(window, bounds).iter().fold(Rect::default(), |acc, t| acc.union(t))
+        self.tiles_for(window, bounds)
+            .iter()
+            .fold(Rect::default(), |acc, t| acc.union(t))
     }
 }
 
@@ -98,18 +103,28 @@ mod tests {
     fn tiles_cover_the_window_and_stay_in_bounds() {
         let g = TileGrid::new(64);
         let bounds = Rect::new(-10, 5, 300, 170);
-        for window in [bounds, Rect::new(0, 20, 37, 41), Rect::new(250, 100, 300, 170)] {
+        for window in [
+            bounds,
+            Rect::new(0, 20, 37, 41),
+            Rect::new(250, 100, 300, 170),
+        ] {
             let tiles = g.tiles_for(window, bounds);
             for y in window.y0..window.y1 {
                 for x in window.x0..window.x1 {
-                    let n = tiles.iter().filter(|t| t.x0 <= x && x < t.x1 && t.y0 <= y && y < t.y1).count();
+                    let n = tiles
+                        .iter()
+                        .filter(|t| t.x0 <= x && x < t.x1 && t.y0 <= y && y < t.y1)
+                        .count();
                     assert!(n >= 1, "pixel ({x},{y}) uncovered in {window:?}");
                 }
             }
             for t in &tiles {
                 assert!(bounds.contains(t));
                 assert!(t.width() <= 64 && t.height() <= 64);
-                assert_eq!(t.x0.rem_euclid(TILE_ALIGN) == 0 || t.x0 == bounds.x0, true);
+                assert!(
+                    t.x0.rem_euclid(TILE_ALIGN) == 0 || t.x0 == bounds.x0,
+                    "{t:?} off the tile grid"
+                );
             }
         }
     }
@@ -120,7 +135,11 @@ mod tests {
         let g = TileGrid::new(96);
         let bounds = Rect::new(0, 0, 500, 333);
         let full = g.tiles_for(bounds, bounds);
-        for window in [Rect::new(13, 7, 200, 90), Rect::new(250, 166, 500, 333), Rect::new(499, 332, 500, 333)] {
+        for window in [
+            Rect::new(13, 7, 200, 90),
+            Rect::new(250, 166, 500, 333),
+            Rect::new(499, 332, 500, 333),
+        ] {
             for t in g.tiles_for(window, bounds) {
                 assert!(full.contains(&t), "{t:?} not a full-frame tile");
             }

@@ -39,15 +39,27 @@ pub struct Args {
 }
 
 fn parse_size(s: &str) -> anyhow::Result<(i64, i64)> {
-    let (w, h) = s.split_once(['x', 'X']).with_context(|| format!("--size {s}: expected WIDTHxHEIGHT"))?;
+    let (w, h) = s
+        .split_once(['x', 'X'])
+        .with_context(|| format!("--size {s}: expected WIDTHxHEIGHT"))?;
     let (w, h): (i64, i64) = (w.trim().parse()?, h.trim().parse()?);
-    anyhow::ensure!(w > 0 && h > 0, "--size {s}: width and height must be positive");
+    anyhow::ensure!(
+        w > 0 && h > 0,
+        "--size {s}: width and height must be positive"
+    );
     Ok((w, h))
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let sizes = a.sizes.iter().map(|s| parse_size(s)).collect::<anyhow::Result<Vec<_>>>()?;
-    let source = a.model.clone().map_or(ModelSource::BuiltIn, ModelSource::File);
+    let sizes = a
+        .sizes
+        .iter()
+        .map(|s| parse_size(s))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let source = a
+        .model
+        .clone()
+        .map_or(ModelSource::BuiltIn, ModelSource::File);
     let model = registry::get(&source, a.device)?;
     let settings = Settings {
         model: Arc::clone(&model),
@@ -58,7 +70,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         tile_size: a.tile_size,
         render_scale: 1.0,
     };
-    let params = FrameParams { noise_level: a.noise_level, strength: a.strength, detail: 0.0, mix: 1.0 };
+    let params = FrameParams {
+        noise_level: a.noise_level,
+        strength: a.strength,
+        detail: 0.0,
+        mix: 1.0,
+    };
     println!(
         "model {} on {:?}, sampler {}, {} steps, temporal radius {}, tile {}, {} frames, {} threads",
         &model.id()[..12],
@@ -73,9 +90,17 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     println!("| size | s/frame (amortised) | ms per MP-frame per step | cached frame ms | chunk-tiles computed |");
     println!("|---|---|---|---|---|");
     for (w, h) in sizes {
-        let r = vdiff::bench::run_with_control(&settings, w, h, a.frames, params, &vdiff::engine::NoControl, &mut |done, secs| {
-            eprintln!("  {w}x{h}: frame {done}/{} after {secs:.1} s", a.frames);
-        })?;
+        let r = vdiff::bench::run_with_control(
+            &settings,
+            w,
+            h,
+            a.frames,
+            params,
+            &vdiff::engine::NoControl,
+            &mut |done, secs| {
+                eprintln!("  {w}x{h}: frame {done}/{} after {secs:.1} s", a.frames);
+            },
+        )?;
         println!(
             "| {w}x{h} | {:.2} | {:.1} | {:.1} | {} |",
             r.seconds_per_frame, r.ms_per_mp_step, r.cached_frame_ms, r.chunks_computed
