@@ -154,6 +154,12 @@ fn same_seed_gives_identical_weights_and_another_seed_does_not() {
         for _ in 0..3 {
             tr.train_step().unwrap();
         }
+        // The EMA must not record backprop history: each tensor would keep the previous step's
+        // alive and memory would grow by the model size every step.
+        assert!(
+            tr.ema_weights().values().all(|t| !t.track_op()),
+            "EMA tensors track ops"
+        );
         (tr.weights().unwrap(), tr.ema_weights())
     };
     let (w1, e1) = run(7);

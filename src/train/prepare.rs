@@ -503,6 +503,27 @@ mod tests {
     }
 
     #[test]
+    fn missing_tool_says_what_to_install() {
+        let e = run_tool(
+            &mut Command::new("vdiff-no-such-tool-xyz"),
+            "ffmpeg",
+            "ffmpeg",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("install ffmpeg (apt-get install ffmpeg)"), "{e}");
+        // A tool that runs and fails reports its status.
+        let e = run_tool(
+            Command::new("sh").args(["-c", "echo boom >&2; exit 3"]),
+            "sh",
+            "dash",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("boom") && e.contains("sh failed"), "{e}");
+    }
+
+    #[test]
     fn missing_source_says_what_to_install() {
         let mut o = PrepareOptions::new(std::env::temp_dir().join("vdiff-prepare-none"));
         o.source = PathBuf::from("/nonexistent/opencv-doc");

@@ -54,13 +54,13 @@ pub struct Args {
     /// Crop size in pixels [default: 96].
     #[arg(long)]
     pub crop: Option<u32>,
-    /// Learning rate [default: 2e-4, or 5e-5 with --init].
+    /// Learning rate [default: 1e-3, or 1e-4 with --init].
     #[arg(long)]
     pub lr: Option<f64>,
     /// Learning-rate warm-up steps [default: 200, or 50 with --init].
     #[arg(long)]
     pub warmup: Option<u64>,
-    /// EMA decay of the saved weights [default: 0.999].
+    /// EMA decay of the saved weights [default: 0.998].
     #[arg(long)]
     pub ema: Option<f64>,
     /// Mean of log(sigma), sigma in [0,1] image units [default: -2.9].
@@ -140,7 +140,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         }
         let mut base = Hyper::default();
         if a.init.is_some() {
-            base.lr = 5e-5;
+            base.lr = 1e-4;
             base.warmup = 50;
         }
         Trainer::new(
