@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+"""Turns the JSON lines of benches/compare_denoisers.sh (one per sigma, method and clip) into a
+markdown table: per sigma and method, PSNR / SSIM / flicker averaged over the clips (the mean of
+the per-clip figures), and seconds per frame (total time / total frames). A second table lists
+every clip.
+
+Usage: table.py RESULTS.jsonl [TITLE] > TABLE.md
+"""
+import json
+import sys
+from collections import OrderedDict
+
+
+def main():
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+    title = sys.argv[2] if len(sys.argv) > 2 else "Denoiser comparison"
+    groups = OrderedDict()
+    for r in rows:
+        groups.setdefault((r["sigma"], r["method"]), []).append(r)
+    out = [f"# {title}", ""]
+    out.append("Mean over the validation clips (vtest, box, megamind; 24 frames each unless noted).")
+    out.append("PSNR in dB and SSIM (11x11 Gaussian window, per RGB channel) against the clean frames;")
+    out.append("flicker = mean |temporal difference error| on the 0-255 scale (lower is steadier).")
+    out.append("")
+    out.append("| sigma | method | PSNR | SSIM | flicker | s/frame |")
+    out.append("|---:|---|---:|---:|---:|---:|")
+    for sigma in sorted({k[0] for k in groups}):
+        keys = [k for k in groups if k[0] == sigma]
+        best_psnr = max(sum(r["psnr"] for r in groups[k]) / len(groups[k]) for k in keys)
+        best_flicker = min(sum(r["flicker"] for r in groups[k]) / len(groups[k]) for k in keys)
+        for k in keys:
+            g = groups[k]
+            n = len(g)
+            psnr = sum(r["psnr"] for r in g) / n
+            ssim = sum(r["ssim"] for r in g) / n
+            flick = sum(r["flicker"] for r in g) / n
+            frames = sum(r["frames"] for r in g)
+            secs = sum(r["seconds"] for r in g)
+            spf = f"{secs / frames:.3f}" if frames and secs > 0 else "-"
+            p = f"**{psnr:.2f}**" if psnr == best_psnr else f"{psnr:.2f}"
+            f = f"**{flick:.2f}**" if flick == best_flicker else f"{flick:.2f}"
+            out.append(f"| {sigma:g} | {k[1]} | {p} | {ssim:.4f} | {f} | {spf} |")
+    out.append("")
+    out.append("Per clip:")
+    out.append("")
+    out.append("| sigma | method | clip | frames | PSNR | SSIM | flicker | s/frame |")
+    out.append("|---:|---|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        spf = f"{r['seconds'] / r['frames']:.3f}" if r["seconds"] > 0 else "-"
+        out.append(
+            f"| {r['sigma']:g} | {r['method']} | {r['clip']} | {r['frames']} | {r['psnr']:.2f} | "
+            f"{r['ssim']:.4f} | {r['flicker']:.2f} | {spf} |"
+        )
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
