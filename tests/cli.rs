@@ -661,3 +661,23 @@ fn interrupt_stops_cleanly() {
     );
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[test]
+fn a_closed_stdout_ends_eval_quietly() {
+    // `vdiff eval a b | head -1`: the reader goes away before the results are printed.
+    let dir = scratch("pipe");
+    let seq = write_seq(&dir.join("seq"), "png", Depth::U8, false, 0.0);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vdiff"))
+        .args(["eval", &seq, &seq])
+        .env_remove("VDIFF_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("cannot start the vdiff binary");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "status {}: {err}", out.status);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.is_empty(), "nothing to report, got: {err}");
+}

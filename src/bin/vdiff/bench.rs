@@ -76,7 +76,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         detail: 0.0,
         mix: 1.0,
     };
-    println!(
+    outln!(
         "model {} on {:?}, sampler {}, {} steps, temporal radius {}, tile {}, {} frames, {} threads",
         &model.id()[..12],
         a.device,
@@ -87,8 +87,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         a.frames,
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
-    println!("| size | s/frame (amortised) | ms per MP-frame per step | cached frame ms | chunk-tiles computed |");
-    println!("|---|---|---|---|---|");
+    outln!("| size | s/frame (amortised) | ms per MP-frame per step | cached frame ms | chunk-tiles computed |");
+    outln!("|---|---|---|---|---|");
     for (w, h) in sizes {
         let r = vdiff::bench::run_with_control(
             &settings,
@@ -101,9 +101,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 eprintln!("  {w}x{h}: frame {done}/{} after {secs:.1} s", a.frames);
             },
         )?;
-        println!(
+        outln!(
             "| {w}x{h} | {:.2} | {:.1} | {:.1} | {} |",
-            r.seconds_per_frame, r.ms_per_mp_step, r.cached_frame_ms, r.chunks_computed
+            r.seconds_per_frame,
+            r.ms_per_mp_step,
+            r.cached_frame_ms,
+            r.chunks_computed
         );
     }
     Ok(())

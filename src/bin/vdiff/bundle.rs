@@ -43,7 +43,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     };
     let b = bundle::assemble(&a.out, &lib)
         .with_context(|| format!("assembling the bundle in {}", a.out.display()))?;
-    println!("assembled {}", b.display());
+    outln!("assembled {}", b.display());
     if let Some(dest) = a.install {
         let dest = dest.unwrap_or_else(bundle::default_install_dir);
         let installed = bundle::install(&b, &dest).with_context(|| {
@@ -52,7 +52,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 dest.display()
             )
         })?;
-        println!("installed {}", installed.display());
+        outln!("installed {}", installed.display());
     }
     Ok(())
 }

@@ -83,7 +83,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     };
     // Loaded here to say where it runs; the render below gets the same instance from the registry.
     let model = a.effect.load_model()?;
-    println!(
+    outln!(
         "vdiff demo: denoising {} frames of 320x240 (noise level {}, {} steps, {} sampler) with model {} on {}",
         frames.map_or(CLIP.len() as i64, |(f, l)| l - f + 1),
         a.effect.noise_level.at(0),
@@ -117,7 +117,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
 
     let est = |p: &Picture| estimate_noise(&p.to_rgb_image());
     let n = summary.written.len();
-    println!(
+    outln!(
         "denoised {n} frames in {:.1} s ({:.2} frames/s); estimated noise of frame {}: {:.3} before, {:.3} after",
         summary.seconds,
         n as f64 / summary.seconds.max(1e-9),
@@ -125,9 +125,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         est(&before[0]),
         est(&after[0]),
     );
-    println!("  noisy input:   {}", pattern(&noisy_dir));
-    println!("  denoised:      {}", pattern(&denoised_dir));
-    println!(
+    outln!("  noisy input:   {}", pattern(&noisy_dir));
+    outln!("  denoised:      {}", pattern(&denoised_dir));
+    outln!(
         "  contact sheet: {} (left: noisy, right: denoised)",
         sheet_path.display()
     );

@@ -43,12 +43,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             "clean": a.clean, "out": a.out, "frames": m.frames,
             "psnr": m.psnr, "ssim": m.ssim, "flicker": m.flicker, "mse": m.mse,
         });
-        println!("{v}");
+        outln!("{v}");
     } else {
-        println!("frames  {}", m.frames);
-        println!("PSNR    {:.3} dB", m.psnr);
-        println!("SSIM    {:.5}", m.ssim);
-        println!("flicker {:.3}", m.flicker);
+        outln!("frames  {}", m.frames);
+        outln!("PSNR    {:.3} dB", m.psnr);
+        outln!("SSIM    {:.5}", m.ssim);
+        outln!("flicker {:.3}", m.flicker);
     }
     Ok(())
 }

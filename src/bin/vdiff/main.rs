@@ -3,6 +3,15 @@
 // NOTE: the binary root lives in src/bin/vdiff/ so that its subcommand modules sit beside it.
 use clap::{Parser, Subcommand};
 
+/// `println!` for results on stdout that returns a closed pipe (`vdiff eval ... | head -1`) as
+/// an error, where `println!` would panic; `main` ends such a run quietly.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+
 mod bench;
 mod bundle;
 mod cli_common;
@@ -61,8 +70,20 @@ fn try_main() -> anyhow::Result<()> {
     }
 }
 
+/// Whether `e` comes from writing to a stdout whose reader has gone (`| head`).
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 fn main() {
     if let Err(e) = try_main() {
+        if is_broken_pipe(&e) {
+            // The reader took what it wanted; nothing is wrong and there is no one to tell.
+            std::process::exit(0);
+        }
         if let Some(stop) = e.downcast_ref::<cli_common::Interrupted>() {
             eprintln!("vdiff: {stop}");
             std::process::exit(130);

@@ -41,7 +41,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         let from = a.from.context("--noisy needs --from CLEAN_DIR")?;
         let written = prepare::write_noisy(&from, &a.out, sigma, a.seed)?;
         for (dir, n) in written {
-            println!(
+            outln!(
                 "{}: {n} frames with noise sigma {sigma}/255 (seed {})",
                 dir.display(),
                 a.seed
@@ -59,12 +59,16 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         photo_max_size: a.photo_size,
         seed: a.seed,
     };
-    let summary = prepare::prepare(&opts, &mut |line| println!("{line}"))?;
+    // Progress lines: a closed stdout must not stop the preparation (the summary reports it).
+    let summary = prepare::prepare(&opts, &mut |line| {
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), "{line}");
+    })?;
     for s in &summary.skipped {
         eprintln!("skipped {s}");
     }
     let frames: usize = summary.train.iter().map(|t| t.1).sum();
-    println!(
+    outln!(
         "{}: {} training sequences ({frames} frames), {} validation clips",
         a.out.display(),
         summary.train.len(),

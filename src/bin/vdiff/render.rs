@@ -70,7 +70,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let s = render(&a)?;
     let n = s.written.len();
     let rate = n as f64 / s.seconds.max(1e-9);
-    println!(
+    outln!(
         "wrote {n} frame{} to {} in {:.1} s ({rate:.2} frames/s)",
         if n == 1 { "" } else { "s" },
         a.output,

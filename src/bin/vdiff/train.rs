@@ -206,7 +206,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     } else {
         "done"
     };
-    println!(
+    outln!(
         "{verb} at step {} in {:.0} s: model {}, checkpoint {}, loss log {}",
         summary.steps,
         summary.seconds,
