@@ -550,24 +550,69 @@ fn index_ok(i: c_int, len: usize) -> Result<usize, OfxStatus> {
     }
 }
 
+/// The values of a typed property for a getter; `pick` takes the variant the getter reads
+/// (another variant is the plugin asking for the wrong type). Err is the status to return.
+unsafe fn typed<T>(
+    h: OfxPropertySetHandle,
+    name: *const c_char,
+    func: &str,
+    kind: &'static str,
+    pick: fn(PropValue) -> Option<Vec<T>>,
+) -> Result<Vec<T>, OfxStatus> {
+    // SAFETY: name from the plugin.
+    let (set, n) = unsafe { args(h, name, func) }?;
+    pick(set.plugin_get(&n, kind, func)?).ok_or(kOfxStatErrValue)
+}
+
+/// Element `i` of a typed property into the plugin's `out` slot.
+unsafe fn get_one<T: Copy>(
+    h: OfxPropertySetHandle,
+    name: *const c_char,
+    i: c_int,
+    out: *mut T,
+    (func, kind): (&str, &'static str),
+    pick: fn(PropValue) -> Option<Vec<T>>,
+) -> OfxStatus {
+    // SAFETY: name from the plugin.
+    let v = try_st!(unsafe { typed(h, name, func, kind, pick) });
+    let i = try_st!(index_ok(i, v.len()));
+    if out.is_null() {
+        return kOfxStatErrValue;
+    }
+    // SAFETY: out is a valid slot.
+    unsafe { *out = v[i] };
+    kOfxStatOK
+}
+
+fn ptrs(p: PropValue) -> Option<Vec<*mut c_void>> {
+    match p {
+        PropValue::Ptr(v) => Some(v.into_iter().map(|p| p as *mut c_void).collect()),
+        _ => None,
+    }
+}
+
+fn doubles(p: PropValue) -> Option<Vec<f64>> {
+    match p {
+        PropValue::Double(v) => Some(v),
+        _ => None,
+    }
+}
+
+fn ints(p: PropValue) -> Option<Vec<c_int>> {
+    match p {
+        PropValue::Int(v) => Some(v),
+        _ => None,
+    }
+}
+
 unsafe extern "C" fn prop_get_pointer(
     h: OfxPropertySetHandle,
     name: *const c_char,
     i: c_int,
     out: *mut *mut c_void,
 ) -> OfxStatus {
-    // SAFETY: name from the plugin.
-    let (set, n) = try_st!(unsafe { args(h, name, "propGetPointer") });
-    let PropValue::Ptr(v) = try_st!(set.plugin_get(&n, "pointer", "propGetPointer")) else {
-        return kOfxStatErrValue;
-    };
-    let i = try_st!(index_ok(i, v.len()));
-    if out.is_null() {
-        return kOfxStatErrValue;
-    }
-    // SAFETY: out is a valid pointer slot.
-    unsafe { *out = v[i] as *mut c_void };
-    kOfxStatOK
+    // SAFETY: arguments from the plugin.
+    unsafe { get_one(h, name, i, out, ("propGetPointer", "pointer"), ptrs) }
 }
 
 unsafe extern "C" fn prop_get_string(
@@ -596,18 +641,8 @@ unsafe extern "C" fn prop_get_double(
     i: c_int,
     out: *mut f64,
 ) -> OfxStatus {
-    // SAFETY: name from the plugin.
-    let (set, n) = try_st!(unsafe { args(h, name, "propGetDouble") });
-    let PropValue::Double(v) = try_st!(set.plugin_get(&n, "double", "propGetDouble")) else {
-        return kOfxStatErrValue;
-    };
-    let i = try_st!(index_ok(i, v.len()));
-    if out.is_null() {
-        return kOfxStatErrValue;
-    }
-    // SAFETY: out is valid.
-    unsafe { *out = v[i] };
-    kOfxStatOK
+    // SAFETY: arguments from the plugin.
+    unsafe { get_one(h, name, i, out, ("propGetDouble", "double"), doubles) }
 }
 
 unsafe extern "C" fn prop_get_int(
@@ -616,18 +651,8 @@ unsafe extern "C" fn prop_get_int(
     i: c_int,
     out: *mut c_int,
 ) -> OfxStatus {
-    // SAFETY: name from the plugin.
-    let (set, n) = try_st!(unsafe { args(h, name, "propGetInt") });
-    let PropValue::Int(v) = try_st!(set.plugin_get(&n, "int", "propGetInt")) else {
-        return kOfxStatErrValue;
-    };
-    let i = try_st!(index_ok(i, v.len()));
-    if out.is_null() {
-        return kOfxStatErrValue;
-    }
-    // SAFETY: out is valid.
-    unsafe { *out = v[i] };
-    kOfxStatOK
+    // SAFETY: arguments from the plugin.
+    unsafe { get_one(h, name, i, out, ("propGetInt", "int"), ints) }
 }
 
 /// Copies the first `count` elements into a plugin array.
@@ -652,11 +677,7 @@ unsafe extern "C" fn prop_get_pointer_n(
     out: *mut *mut c_void,
 ) -> OfxStatus {
     // SAFETY: name from the plugin.
-    let (set, n) = try_st!(unsafe { args(h, name, "propGetPointerN") });
-    let PropValue::Ptr(v) = try_st!(set.plugin_get(&n, "pointer", "propGetPointerN")) else {
-        return kOfxStatErrValue;
-    };
-    let v: Vec<*mut c_void> = v.into_iter().map(|p| p as *mut c_void).collect();
+    let v = try_st!(unsafe { typed(h, name, "propGetPointerN", "pointer", ptrs) });
     // SAFETY: array of `count` slots.
     unsafe { write_n(out, count, &v) }
 }
@@ -687,10 +708,7 @@ unsafe extern "C" fn prop_get_double_n(
     out: *mut f64,
 ) -> OfxStatus {
     // SAFETY: name from the plugin.
-    let (set, n) = try_st!(unsafe { args(h, name, "propGetDoubleN") });
-    let PropValue::Double(v) = try_st!(set.plugin_get(&n, "double", "propGetDoubleN")) else {
-        return kOfxStatErrValue;
-    };
+    let v = try_st!(unsafe { typed(h, name, "propGetDoubleN", "double", doubles) });
     // SAFETY: array of `count` slots.
     unsafe { write_n(out, count, &v) }
 }
@@ -702,10 +720,7 @@ unsafe extern "C" fn prop_get_int_n(
     out: *mut c_int,
 ) -> OfxStatus {
     // SAFETY: name from the plugin.
-    let (set, n) = try_st!(unsafe { args(h, name, "propGetIntN") });
-    let PropValue::Int(v) = try_st!(set.plugin_get(&n, "int", "propGetIntN")) else {
-        return kOfxStatErrValue;
-    };
+    let v = try_st!(unsafe { typed(h, name, "propGetIntN", "int", ints) });
     // SAFETY: array of `count` slots.
     unsafe { write_n(out, count, &v) }
 }
