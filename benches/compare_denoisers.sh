@@ -16,6 +16,8 @@
 #   VDIFF_ARGS="..."       extra `vdiff render` flags (default settings otherwise)
 #   BM3D_FRAMES=4          bm3d is slow: it runs on this many frames per clip (from BM3D_START=10)
 #   SEED=0                 noise seed
+# Rows already in results.jsonl for other methods or sigmas are kept, so METHODS=vdiff re-scores
+# a new model against the classic rows of an earlier run (same SEED and data) without redoing them.
 # Needs: ffmpeg; python3 with opencv-python-headless and numpy for the OpenCV rows.
 set -euo pipefail
 
@@ -40,7 +42,16 @@ fi
 work="$data/compare"
 mkdir -p "$work"
 results="$work/results.jsonl"
-: > "$results"
+touch "$results"
+# Drop the rows this run redoes (a method's key is the first word of its label).
+python3 - "$results" "$SIGMAS" "$METHODS" <<'EOF'
+import json, sys
+path, sigmas, methods = sys.argv[1], set(map(float, sys.argv[2].split())), set(sys.argv[3].split())
+rows = [json.loads(l) for l in open(path) if l.strip()]
+keep = [r for r in rows if not (r["sigma"] in sigmas and r["method"].split()[0] in methods)]
+with open(path, "w") as f:
+    f.writelines(json.dumps(r) + "\n" for r in keep)
+EOF
 
 now() { date +%s.%N; }
 
