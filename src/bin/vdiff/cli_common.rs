@@ -331,22 +331,34 @@ mod tests {
 
     #[test]
     fn defaults_are_the_plugin_defaults() {
+        use vdiff::effect::params::{def, ids, Kind, SAMPLER_OPTIONS};
+        let double = |id| match def(id).unwrap().kind {
+            Kind::Double { default, .. } => default,
+            k => panic!("{id:?} is {k:?}"),
+        };
+        let int = |id| match def(id).unwrap().kind {
+            Kind::Int { default, .. } => i64::from(default),
+            k => panic!("{id:?} is {k:?}"),
+        };
         let t = T::try_parse_from(["t"]).unwrap();
         let p = t.e.params_at(3);
         assert_eq!(
             p,
             FrameParams {
-                noise_level: 0.04,
-                strength: 0.0,
-                detail: 0.0,
-                mix: 1.0
+                noise_level: double(ids::NOISE_LEVEL) as f32,
+                strength: double(ids::STRENGTH) as f32,
+                detail: double(ids::DETAIL) as f32,
+                mix: double(ids::MIX) as f32,
             }
         );
-        assert_eq!(t.e.steps.at(0), 8);
-        assert_eq!(t.e.seed.at(0), 0);
-        assert_eq!(t.e.temporal_radius.at(0), 2);
-        assert_eq!(t.e.tile_size.at(0), 512);
-        assert_eq!(t.e.sampler, SamplerKind::DpmPp2m);
+        assert_eq!(t.e.steps.at(0), int(ids::STEPS));
+        assert_eq!(t.e.seed.at(0), int(ids::SEED));
+        assert_eq!(t.e.temporal_radius.at(0), int(ids::TEMPORAL_RADIUS));
+        assert_eq!(t.e.tile_size.at(0), int(ids::TILE_SIZE));
+        let Kind::Choice { default, .. } = def(ids::SAMPLER).unwrap().kind else {
+            panic!("sampler is not a choice")
+        };
+        assert_eq!(t.e.sampler, SAMPLER_OPTIONS[default].parse().unwrap());
         assert_eq!(t.e.device, DeviceArg::Auto);
     }
 
