@@ -452,6 +452,38 @@ fn train_cli_writes_model_checkpoint_and_loss_curve() {
         .output()
         .unwrap();
     assert!(!o.status.success(), "a changed --lr on resume was accepted");
+    // A resumed run may add a cool-down, but not one that starts before its current step.
+    let resume = |steps: &str, cooldown: &str| {
+        vdiff_bin()
+            .args([
+                "train",
+                "--steps",
+                steps,
+                "--cooldown",
+                cooldown,
+                "--resume",
+            ])
+            .arg(&ckpt)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+    let o = resume("5", "4");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("cool-down"), "{err}");
+    let o = resume("5", "2");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let lr: Vec<f64> = std::fs::read_to_string(dir.join("m.loss.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(3).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(lr.len(), 5);
+    // Warm-up raises the rate at every step until the cool-down (steps 3 and 4) turns it down.
+    assert!(lr[0] < lr[1] && lr[1] < lr[2] && lr[2] < lr[3], "{lr:?}");
+    assert!(lr[4] < lr[3], "{lr:?}");
     // Fine-tune from the model just written.
     let o = vdiff_bin()
         .args([

@@ -50,7 +50,16 @@ pub struct Hyper {
     pub per_frame_sigma: f64,
     /// Global gradient-norm clip (0: off).
     pub grad_clip: f64,
+    /// Cool-down: from step `cooldown_start` the learning rate falls along a half cosine to
+    /// `COOLDOWN_FLOOR` x lr over `cooldown_steps` steps and stays there (0 steps: none).
+    #[serde(default)]
+    pub cooldown_start: u64,
+    #[serde(default)]
+    pub cooldown_steps: u64,
 }
+
+/// Where a cool-down ends, as a fraction of the learning rate.
+pub const COOLDOWN_FLOOR: f64 = 0.05;
 
 impl Default for Hyper {
     fn default() -> Self {
@@ -72,6 +81,8 @@ impl Default for Hyper {
             p_std: 1.2,
             per_frame_sigma: 0.25,
             grad_clip: 1.0,
+            cooldown_start: 0,
+            cooldown_steps: 0,
         }
     }
 }
@@ -103,13 +114,26 @@ impl Hyper {
         Ok(())
     }
 
-    /// Learning rate at step `s` (0-based): linear warm-up, then constant.
+    /// Learning rate at step `s` (0-based): linear warm-up, then constant, then the cool-down.
     pub fn lr_at(&self, s: u64) -> f64 {
-        if self.warmup == 0 {
-            self.lr
+        let warm = if self.warmup == 0 {
+            1.0
         } else {
-            self.lr * ((s + 1) as f64 / self.warmup as f64).min(1.0)
-        }
+            ((s + 1) as f64 / self.warmup as f64).min(1.0)
+        };
+        let cool = if self.cooldown_steps == 0 || s < self.cooldown_start {
+            1.0
+        } else {
+            let t = ((s - self.cooldown_start) as f64 / self.cooldown_steps as f64).min(1.0);
+            COOLDOWN_FLOOR + (1.0 - COOLDOWN_FLOOR) * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+        };
+        self.lr * warm * cool
+    }
+
+    /// Schedules a cool-down over the last `steps` steps of a run that ends at step `end`.
+    pub fn cool_down(&mut self, steps: u64, end: u64) {
+        self.cooldown_steps = steps;
+        self.cooldown_start = end.saturating_sub(steps);
     }
 
     /// EMA decay applied after step `s`.
@@ -393,6 +417,26 @@ impl Trainer {
         &self.hyper
     }
 
+    /// Cools the learning rate down over the last `steps` steps of a run ending at `end` (see
+    /// [`Hyper::cool_down`]); a resumed run may add one. It must not start before the current
+    /// step: the steps already taken keep the learning rate they had.
+    pub fn set_cool_down(&mut self, steps: u64, end: u64) -> Result<()> {
+        let start = end.saturating_sub(steps);
+        if steps > 0 && start < self.step {
+            return Err(Error::param(
+                "cooldown",
+                format!(
+                    "a cool-down of {steps} steps ending at step {end} would start at step \
+                     {start}, before this run's step {}; use at most {} steps",
+                    self.step,
+                    end.saturating_sub(self.step)
+                ),
+            ));
+        }
+        self.hyper.cool_down(steps, end);
+        Ok(())
+    }
+
     pub fn config(&self) -> &UNetConfig {
         &self.cfg
     }
@@ -640,6 +684,24 @@ mod tests {
         assert!((h.lr_at(0) - h.lr / 100.0).abs() < 1e-15);
         assert_eq!(h.lr_at(99), h.lr);
         assert_eq!(h.lr_at(5000), h.lr);
+        // A cool-down over the last 1000 of 5000 steps: untouched before, halfway down in the
+        // middle, at the floor from its end on.
+        let mut c = h.clone();
+        c.cool_down(1000, 5000);
+        assert_eq!((c.cooldown_start, c.cooldown_steps), (4000, 1000));
+        assert_eq!(c.lr_at(3999), h.lr);
+        assert_eq!(c.lr_at(4000), h.lr);
+        let mid = h.lr * (1.0 + COOLDOWN_FLOOR) / 2.0;
+        assert!((c.lr_at(4500) - mid).abs() < 1e-12, "{}", c.lr_at(4500));
+        assert!(c.lr_at(4400) > c.lr_at(4600));
+        assert!((c.lr_at(5000) - h.lr * COOLDOWN_FLOOR).abs() < 1e-15);
+        assert_eq!(c.lr_at(9000), c.lr_at(5000));
+        // Checkpoints written before the cool-down existed read as "no cool-down".
+        let mut old = serde_json::to_value(&h).unwrap();
+        let obj = old.as_object_mut().unwrap();
+        obj.remove("cooldown_start");
+        obj.remove("cooldown_steps");
+        assert_eq!(serde_json::from_value::<Hyper>(old).unwrap(), h);
         assert!(h.ema_at(0) < 0.2 && h.ema_at(100_000) == h.ema_decay);
         assert!(Hyper {
             batch: 0,

@@ -72,6 +72,10 @@ pub struct Args {
     /// Gradient-norm clip, 0 for none [default: 1.0].
     #[arg(long)]
     pub grad_clip: Option<f64>,
+    /// Lower the learning rate along a half cosine to 5% over the last N steps before --steps
+    /// [default: none]. A resumed run may add one (from its current step on).
+    #[arg(long, value_name = "N")]
+    pub cooldown: Option<u64>,
 }
 
 impl Args {
@@ -131,6 +135,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             );
         }
         eprintln!("resuming {} at step {}", ckpt.display(), t.step());
+        let mut t = t;
+        if let Some(n) = a.cooldown {
+            t.set_cool_down(n, a.steps)?;
+        }
         t
     } else {
         if a.data.is_empty() {
@@ -143,9 +151,19 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             base.lr = 1e-4;
             base.warmup = 50;
         }
+        let mut hyper = a.apply(&base);
+        if let Some(n) = a.cooldown {
+            if n > a.steps {
+                bail!(
+                    "--cooldown {n} is longer than the run (--steps {})",
+                    a.steps
+                );
+            }
+            hyper.cool_down(n, a.steps);
+        }
         Trainer::new(
             unet_config(&a.config)?,
-            a.apply(&base),
+            hyper,
             a.data.clone(),
             a.init.clone(),
             &device,
