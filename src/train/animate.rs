@@ -36,9 +36,10 @@ impl Motion {
             return None;
         }
         let zoom = [0.9 + 0.25 * rng.uniform(), 0.9 + 0.25 * rng.uniform()];
-        let angle = [(rng.uniform() - 0.5) * 0.07, (rng.uniform() - 0.5) * 0.07]; // within +-2 degrees
-                                                                                  // Half extent of the source window at the largest zoom and roll of the move (the extent is
-                                                                                  // monotonic in both over these small ranges), so any centre in the box below is valid.
+        // Roll within +-2 degrees.
+        let angle = [(rng.uniform() - 0.5) * 0.07, (rng.uniform() - 0.5) * 0.07];
+        // Half extent of the source window at the largest zoom and roll of the move (the extent
+        // is monotonic in both over these small ranges), so any centre in the box below is valid.
         let z = zoom[0].max(zoom[1]);
         let a = angle[0].abs().max(angle[1].abs());
         let (c, s) = (a.cos(), a.sin());
