@@ -499,3 +499,46 @@ fn train_cli_writes_model_checkpoint_and_loss_curve() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(dir.join("ft.safetensors").is_file());
 }
+
+#[test]
+fn a_diverging_run_stops_and_keeps_its_last_good_files() {
+    let dir = temp_dir("train-diverge");
+    let data = write_dataset(&dir.join("data"), 1, 4);
+    // A learning rate that ramps up to far beyond what the network can take.
+    let mut t = trainer(
+        &data,
+        Hyper {
+            lr: 0.5,
+            warmup: 40,
+            grad_clip: 0.0,
+            ..hyper(5)
+        },
+    );
+    let out = dir.join("d.safetensors");
+    let opts = RunOptions {
+        out: out.clone(),
+        steps: 40,
+        checkpoint_every: 1,
+    };
+    let mut probes = Vec::new();
+    let err = vdiff::train::run::run(&mut t, &opts, &mut |st, p| {
+        probes.push((st.step, p.unwrap()));
+        true
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("diverged") && err.contains("--init"), "{err}");
+    // The files on disk are those of the step before the divergence, whose probe was sane.
+    let ckpt = vdiff::train::checkpoint_path(&out);
+    let kept = Trainer::resume(&ckpt, None, &Device::Cpu).unwrap();
+    assert!(
+        probes.len() >= 2,
+        "it should learn a little first: {probes:?}"
+    );
+    let &(last_ok, p_ok) = probes.last().unwrap();
+    assert_eq!(kept.step(), last_ok);
+    let best = probes.iter().map(|p| p.1).fold(f32::INFINITY, f32::min);
+    assert!(p_ok <= vdiff::train::run::DIVERGED * best, "{probes:?}");
+    let model = vdiff::model::load_file(&out, &Device::Cpu, candle_core::DType::F32).unwrap();
+    assert_eq!(model.cfg(), &UNetConfig::tiny());
+}

@@ -83,8 +83,49 @@ pub fn probe_loss(tr: &Trainer) -> Result<f32> {
     Ok(total / steps.len() as f32)
 }
 
+/// A probe loss this many times the run's best means the run has diverged (a collapsed or
+/// exploded network, not noise: the probe batches are fixed).
+pub const DIVERGED: f32 = 2.0;
+
+/// How to go on after a divergence, for the error message.
+fn diverged_help(out: &Path) -> String {
+    format!(
+        "start a new run from the model kept there with a lower learning rate, e.g. \
+         `vdiff train --init {} --lr 2e-4 ...` (a resumed run keeps its learning rate)",
+        out.display()
+    )
+}
+
+/// Records a probe loss; an error when it shows that the run has diverged.
+fn check_probe(
+    best: &mut Option<(f32, u64)>,
+    p: f32,
+    step: u64,
+    ckpt: &Path,
+    out: &Path,
+) -> Result<()> {
+    match *best {
+        // `!(p <= ..)`: a NaN probe has diverged too.
+        Some((b, at)) if !(p <= DIVERGED * b) => Err(Error::Other(format!(
+            "training diverged at step {step}: probe loss {p} against {b} at step {at}. {} and \
+             {} were not overwritten; {}",
+            ckpt.display(),
+            out.display(),
+            diverged_help(out)
+        ))),
+        Some((b, _)) if b <= p => Ok(()),
+        _ => {
+            *best = Some((p, step));
+            Ok(())
+        }
+    }
+}
+
 /// Trains until `opts.steps` steps are done or `on_step` returns false (then the checkpoint is
 /// written so `--resume` continues). `on_step` also gets the probe loss when one was computed.
+///
+/// A run whose probe loss rises past [`DIVERGED`] times its best stops with an error and leaves
+/// the last checkpoint and model files as they were: a diverged network never overwrites them.
 pub fn run(
     tr: &mut Trainer,
     opts: &RunOptions,
@@ -100,6 +141,8 @@ pub fn run(
     let start = Instant::now();
     let mut last = None;
     let mut stopped_early = false;
+    // Best probe loss of this run so far, with its step.
+    let mut best: Option<(f32, u64)> = None;
     while tr.step() < opts.steps {
         let st = tr.train_step()?;
         let at_checkpoint = opts.checkpoint_every > 0 && st.step % opts.checkpoint_every == 0;
@@ -121,6 +164,9 @@ pub fn run(
         )
         .map_err(|e| Error::io(format!("writing loss log {}", csv_path.display()), e))?;
         last = Some(st);
+        if let Some(p) = probe {
+            check_probe(&mut best, p, st.step, &ckpt, &opts.out)?;
+        }
         let go_on = on_step(&st, probe);
         if at_checkpoint && st.step < opts.steps {
             tr.save_checkpoint(&ckpt)?;
@@ -128,6 +174,10 @@ pub fn run(
         }
         if !go_on {
             stopped_early = st.step < opts.steps;
+            if probe.is_none() {
+                // Stopped between checkpoints: check before the files are overwritten.
+                check_probe(&mut best, probe_loss(tr)?, st.step, &ckpt, &opts.out)?;
+            }
             break;
         }
     }

@@ -508,7 +508,8 @@ impl Trainer {
         let loss_v = loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
         if !loss_v.is_finite() {
             return Err(Error::Other(format!(
-                "training diverged at step {s} (loss {loss_v}); resume from the last checkpoint with a lower --lr"
+                "training diverged at step {s} (loss {loss_v}); start a new run from the last \
+                 saved model with a lower learning rate (`vdiff train --init MODEL --lr 2e-4 ...`)"
             )));
         }
         let mut grads = loss.backward()?;
