@@ -105,8 +105,8 @@ fn check_probe(
     out: &Path,
 ) -> Result<()> {
     match *best {
-        // `!(p <= ..)`: a NaN probe has diverged too.
-        Some((b, at)) if !(p <= DIVERGED * b) => Err(Error::Other(format!(
+        // A NaN probe has diverged too.
+        Some((b, at)) if p.is_nan() || p > DIVERGED * b => Err(Error::Other(format!(
             "training diverged at step {step}: probe loss {p} against {b} at step {at}. {} and \
              {} were not overwritten; {}",
             ckpt.display(),
