@@ -13,7 +13,7 @@ use openfx::sys::image_effect_v1::image_effect::{
 
 use super::host::Host;
 use super::pixels::{Components, Depth, Layout, PixelsMut, PixelsRef};
-use super::props::{host_error, PropSet};
+use super::props::{check, need, PropSet};
 use crate::engine::Rect;
 use crate::{Error, Result};
 
@@ -92,11 +92,10 @@ impl<'a> Clip<'a> {
 
     /// Region of definition at time t, canonical coordinates `[x1, y1, x2, y2]`.
     pub fn region_of_definition(&self, t: f64) -> Result<[f64; 4]> {
-        let f = self
-            .host
-            .effect
-            .clipGetRegionOfDefinition
-            .ok_or_else(|| Error::Other("the host lacks clipGetRegionOfDefinition".into()))?;
+        let f = need(
+            self.host.effect.clipGetRegionOfDefinition,
+            "clipGetRegionOfDefinition",
+        )?;
         let mut r = OfxRectD {
             x1: 0.0,
             y1: 0.0,
@@ -105,29 +104,19 @@ impl<'a> Clip<'a> {
         };
         // SAFETY: valid clip handle, out pointer to a live rect.
         let st = unsafe { f(self.h, t, &mut r) };
-        if st != kOfxStatOK {
-            return Err(host_error(
-                "clipGetRegionOfDefinition",
-                &self.name.to_string_lossy(),
-                st,
-            ));
-        }
+        check(
+            st,
+            "clipGetRegionOfDefinition",
+            &self.name.to_string_lossy(),
+        )?;
         Ok([r.x1, r.y1, r.x2, r.y2])
     }
 
     /// The clip's image at time t (optionally only `region`, canonical `[x1, y1, x2, y2]`).
     /// Released when the returned `Image` drops.
     pub fn image(&self, t: f64, region: Option<[f64; 4]>) -> Result<Image<'a>> {
-        let get = self
-            .host
-            .effect
-            .clipGetImage
-            .ok_or_else(|| Error::Other("the host lacks clipGetImage".into()))?;
-        let release = self
-            .host
-            .effect
-            .clipReleaseImage
-            .ok_or_else(|| Error::Other("the host lacks clipReleaseImage".into()))?;
+        let get = need(self.host.effect.clipGetImage, "clipGetImage")?;
+        let release = need(self.host.effect.clipReleaseImage, "clipReleaseImage")?;
         let mut h: OfxPropertySetHandle = std::ptr::null_mut();
         let region = region.map(|[x1, y1, x2, y2]| OfxRectD { x1, y1, x2, y2 });
         let region_ptr = region

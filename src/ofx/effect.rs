@@ -16,7 +16,7 @@ use openfx::sys::image_effect_v1::param::OfxParamSetHandle;
 use super::clip::Clip;
 use super::host::{Host, MessageSuite, ProgressSuite};
 use super::params::ParamSet;
-use super::props::{host_error, PropSet};
+use super::props::{check, host_error, need, PropSet};
 use crate::{Error, Result};
 
 /// Kind of a message to the user.
@@ -70,34 +70,22 @@ impl<'a> ImageEffect<'a> {
     }
 
     pub fn props(&self) -> Result<PropSet<'a>> {
-        let f = self
-            .host
-            .effect
-            .getPropertySet
-            .ok_or_else(|| Error::Other("the host lacks getPropertySet".into()))?;
+        let f = need(self.host.effect.getPropertySet, "getPropertySet")?;
         let mut p: OfxPropertySetHandle = std::ptr::null_mut();
         // SAFETY: valid effect handle, out pointer to a live handle.
         let st = unsafe { f(self.h, &mut p) };
-        if st != kOfxStatOK {
-            return Err(host_error("getPropertySet", "effect", st));
-        }
+        check(st, "getPropertySet", "effect")?;
         // SAFETY: the effect's property set lives as long as the effect.
         unsafe { PropSet::from_raw(p, self.host) }
             .ok_or_else(|| Error::Other("the host gave a null effect property set".into()))
     }
 
     pub fn params(&self) -> Result<ParamSet<'a>> {
-        let f = self
-            .host
-            .effect
-            .getParamSet
-            .ok_or_else(|| Error::Other("the host lacks getParamSet".into()))?;
+        let f = need(self.host.effect.getParamSet, "getParamSet")?;
         let mut p: OfxParamSetHandle = std::ptr::null_mut();
         // SAFETY: valid effect handle, out pointer to a live handle.
         let st = unsafe { f(self.h, &mut p) };
-        if st != kOfxStatOK {
-            return Err(host_error("getParamSet", "effect", st));
-        }
+        check(st, "getParamSet", "effect")?;
         // SAFETY: the parameter set lives as long as the effect.
         unsafe { ParamSet::from_raw(p, self.host) }
             .ok_or_else(|| Error::Other("the host gave a null parameter set".into()))
@@ -105,17 +93,11 @@ impl<'a> ImageEffect<'a> {
 
     /// Defines a clip (describe in context) and returns its descriptor properties.
     pub fn define_clip(&self, name: &CStr) -> Result<PropSet<'a>> {
-        let f = self
-            .host
-            .effect
-            .clipDefine
-            .ok_or_else(|| Error::Other("the host lacks clipDefine".into()))?;
+        let f = need(self.host.effect.clipDefine, "clipDefine")?;
         let mut p: OfxPropertySetHandle = std::ptr::null_mut();
         // SAFETY: valid effect handle, NUL-terminated name, out pointer to a live handle.
         let st = unsafe { f(self.h, name.as_ptr(), &mut p) };
-        if st != kOfxStatOK {
-            return Err(host_error("clipDefine", &name.to_string_lossy(), st));
-        }
+        check(st, "clipDefine", &name.to_string_lossy())?;
         // SAFETY: the clip descriptor lives as long as the effect descriptor.
         unsafe { PropSet::from_raw(p, self.host) }
             .ok_or_else(|| Error::Other("the host gave a null clip descriptor".into()))
@@ -123,11 +105,7 @@ impl<'a> ImageEffect<'a> {
 
     /// The instance's clip named `name`.
     pub fn clip(&self, name: &'a CStr) -> Result<Clip<'a>> {
-        let f = self
-            .host
-            .effect
-            .clipGetHandle
-            .ok_or_else(|| Error::Other("the host lacks clipGetHandle".into()))?;
+        let f = need(self.host.effect.clipGetHandle, "clipGetHandle")?;
         let mut c: OfxImageClipHandle = std::ptr::null_mut();
         let mut p: OfxPropertySetHandle = std::ptr::null_mut();
         // SAFETY: valid effect handle, NUL-terminated name, out pointers to live handles.
@@ -148,21 +126,11 @@ impl<'a> ImageEffect<'a> {
 
     /// Property set of a clip whose handle came without one.
     fn clip_props(&self, c: OfxImageClipHandle, name: &CStr) -> Result<PropSet<'a>> {
-        let f = self
-            .host
-            .effect
-            .clipGetPropertySet
-            .ok_or_else(|| Error::Other("the host lacks clipGetPropertySet".into()))?;
+        let f = need(self.host.effect.clipGetPropertySet, "clipGetPropertySet")?;
         let mut p: OfxPropertySetHandle = std::ptr::null_mut();
         // SAFETY: valid clip handle, out pointer to a live handle.
         let st = unsafe { f(c, &mut p) };
-        if st != kOfxStatOK {
-            return Err(host_error(
-                "clipGetPropertySet",
-                &name.to_string_lossy(),
-                st,
-            ));
-        }
+        check(st, "clipGetPropertySet", &name.to_string_lossy())?;
         // SAFETY: the clip's property set lives as long as the clip.
         unsafe { PropSet::from_raw(p, self.host) }
             .ok_or_else(|| Error::Other("the host gave a null clip property set".into()))

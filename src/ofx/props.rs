@@ -28,6 +28,20 @@ fn missing(call: &str) -> Error {
     Error::Other(format!("the host's suite lacks {call}"))
 }
 
+/// A suite function the host may leave out (a null pointer), or the error naming it.
+pub(crate) fn need<F>(f: Option<F>, call: &str) -> Result<F> {
+    f.ok_or_else(|| missing(call))
+}
+
+/// `Ok` when a host call returned kOfxStatOK, else [`host_error`].
+pub(crate) fn check(st: OfxStatus, call: &str, what: &str) -> Result<()> {
+    if st == kOfxStatOK {
+        Ok(())
+    } else {
+        Err(host_error(call, what, st))
+    }
+}
+
 fn cstring(s: &str) -> Result<CString> {
     CString::new(s).map_err(|_| {
         Error::Other(format!(
