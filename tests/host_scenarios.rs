@@ -215,7 +215,7 @@ fn natron_lifecycle_descriptor_and_instance_actions() {
     let defaults: [(&str, PVal); 9] = [
         ("noiseLevel", 0.04.into()),
         ("strength", 0.0.into()),
-        ("steps", 8.into()),
+        ("steps", 1.into()),
         ("sampler", 2.into()),
         ("detail", 0.0.into()),
         ("seed", 0.into()),

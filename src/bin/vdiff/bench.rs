@@ -18,7 +18,8 @@ pub struct Args {
     /// Frames in the synthetic shot (chunk reuse is amortised over it).
     #[arg(long, default_value_t = 8)]
     frames: usize,
-    #[arg(long, default_value_t = 8)]
+    /// Sampler steps (default: the plugin's).
+    #[arg(long, default_value_t = 1)]
     steps: u32,
     #[arg(long, default_value = "dpmpp-2m")]
     sampler: SamplerKind,

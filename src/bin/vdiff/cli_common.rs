@@ -101,8 +101,8 @@ pub struct EffectArgs {
     #[arg(long, value_name = "0..1|KEYS", default_value = "0", value_parser = curve(0.0, 1.0), allow_negative_numbers = true,
         help_heading = "Effect")]
     pub strength: Curve,
-    /// Sampler steps (more: slower, finer).
-    #[arg(long, value_name = "1..100|KEYS", default_value = "8", value_parser = int_curve(1, 100), allow_negative_numbers = true,
+    /// Sampler steps: 1 is the model's best estimate (Strength 0); 8-20 with Strength above 0.
+    #[arg(long, value_name = "1..100|KEYS", default_value = "1", value_parser = int_curve(1, 100), allow_negative_numbers = true,
         help_heading = "Effect")]
     pub steps: IntCurve,
     /// Sampling method: euler, heun or dpmpp-2m (the plugin's labels "DPM++ 2M" etc. work too).

@@ -34,10 +34,10 @@ The clip: 12 frames (320x240) of OpenCV's sample video vtest.avi with Gaussian n
 0.05 (about 13/255) added; it is built into vdiff, so the demo works from any folder.
 
 The defaults are those of `vdiff render` and the plugin except --noise-level, which is the
-clip's known noise, 0.05. With the built-in model on two CPU cores the 12 frames take a few
-seconds per frame in a release build; for a quicker look use fewer frames or steps
-(`vdiff demo --frames 0-3 --steps 4`). Every effect flag of `vdiff render` works here too
-(e.g. `vdiff demo --strength 0.2 --seed 3`).
+clip's known noise, 0.05. With the built-in model on two CPU cores a release build takes
+about a second per frame; use fewer frames for a quicker look (`vdiff demo --frames 0-3`).
+Every effect flag of `vdiff render` works here too (e.g. `vdiff demo --strength 0.2 --steps 12
+--seed 3`).
 
 Writes DIR/noisy/%04d.png (the input), DIR/denoised/%04d.png (the result) and
 DIR/contact-sheet.png (rows: first, middle and last frame; left: noisy, right: denoised).";
