@@ -54,7 +54,7 @@ pub struct Args {
     /// Crop size in pixels [default: 96].
     #[arg(long)]
     pub crop: Option<u32>,
-    /// Learning rate [default: 1e-3, or 1e-4 with --init].
+    /// Learning rate [default: 5e-4, or 1e-4 with --init].
     #[arg(long)]
     pub lr: Option<f64>,
     /// Learning-rate warm-up steps [default: 200, or 50 with --init].
