@@ -30,9 +30,9 @@ impl Default for UNetConfig {
     fn default() -> Self {
         UNetConfig {
             in_channels: 3,
-            unshuffle: 4,
-            channels: vec![32, 64, 96],
-            res_blocks: vec![1, 1, 1],
+            unshuffle: 2,
+            channels: vec![32, 64, 96, 128],
+            res_blocks: vec![1, 1, 1, 1],
             temporal: true,
             emb_dim: 64,
             sigma_data: 0.25,

@@ -9,9 +9,13 @@
 //! of `UNetConfig::size_multiple()` so the strided layers see the same grid phase in every tile.
 //!
 //! Cost: on the CPU the network runs channels-last through a fused im2col + gemm path
-//! (`conv`), about 55-65 GFLOP/s on the 2-core development machine. The default config costs
-//! 17.7 GFLOP per megapixel-frame, measured at 0.26-0.29 s per megapixel-frame per forward
-//! (release build, f32, 5-frame window of 512x512 tiles, other builds running beside it).
+//! (`conv`). The default config (pixel-unshuffle 2, four levels of 32/64/96/128 channels) costs
+//! 71 GFLOP per megapixel-frame. On the 2-core development machine (release build, f32,
+//! `vdiff bench`, idle machine) one model pass over a 1920x1080 frame in 512-pixel tiles
+//! (temporal radius 0) takes 2.7 s, and a frame at the default settings (one step, radius 2)
+//! 5.0 s amortised over an 8-frame shot. The earlier default (unshuffle 4, 32/64/96 channels,
+//! 17.7 GFLOP) was 4x cheaper but scored 3.9 dB lower at sigma 25 after three times the
+//! training steps (resources/MODEL_CARD.md, "What was tried").
 pub mod config;
 mod conv;
 pub mod device;

@@ -224,6 +224,8 @@ mod tests {
             &get(&ModelSource::from_param("  "), DeviceChoice::Cpu).unwrap()
         ));
         assert_eq!(m.id().len(), 64);
+        // `vdiff train --config default` trains the network the bundle ships.
+        assert_eq!(m.cfg(), &crate::model::UNetConfig::default());
         let err = get(
             &ModelSource::from_param("/nonexistent/x.safetensors"),
             DeviceChoice::Cpu,
@@ -234,28 +236,5 @@ mod tests {
             err.contains("/nonexistent/x.safetensors") && err.contains("Model File"),
             "{err}"
         );
-    }
-}
-
-/// Writes the placeholder built-in model (the Default config, initialised with seed 0) to
-/// resources/. Run explicitly:
-/// `VDIFF_WRITE_DEFAULT_MODEL=1 cargo test --lib write_default_model -- --ignored`.
-#[cfg(test)]
-mod generate {
-    use crate::model::{init_varmap, save, UNetConfig};
-    use candle_core::Device;
-
-    #[test]
-    #[ignore]
-    fn write_default_model() {
-        if std::env::var_os("VDIFF_WRITE_DEFAULT_MODEL").is_none() {
-            return;
-        }
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("resources")
-            .join("vdiff-default.safetensors");
-        let cfg = UNetConfig::default();
-        let (vm, _) = init_varmap(&cfg, 0, &Device::Cpu).unwrap();
-        save(&vm, &cfg, &path).unwrap();
     }
 }
