@@ -34,8 +34,8 @@ The clip: 12 frames (320x240) of OpenCV's sample video vtest.avi with Gaussian n
 0.05 (about 13/255) added; it is built into vdiff, so the demo works from any folder.
 
 The defaults are those of `vdiff render` and the plugin except --noise-level, which is the
-clip's known noise, 0.05. With the built-in model on two CPU cores a release build takes
-about a second per frame; use fewer frames for a quicker look (`vdiff demo --frames 0-3`).
+clip's known noise, 0.05. With the built-in model on two CPU cores a release build takes a
+few seconds for the 12 frames; use fewer frames for a quicker look (`vdiff demo --frames 0-3`).
 Every effect flag of `vdiff render` works here too (e.g. `vdiff demo --strength 0.2 --steps 12
 --seed 3`).
 
@@ -84,10 +84,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     // Loaded here to say where it runs; the render below gets the same instance from the registry.
     let model = a.effect.load_model()?;
     outln!(
-        "vdiff demo: denoising {} frames of 320x240 (noise level {}, {} steps, {} sampler) with model {} on {}",
+        "vdiff demo: denoising {} frames of 320x240 (noise level {}, {} step{}, {} sampler) with model {} on {}",
         frames.map_or(CLIP.len() as i64, |(f, l)| l - f + 1),
         a.effect.noise_level.at(0),
         a.effect.steps.at(0),
+        if a.effect.steps.at(0) == 1 { "" } else { "s" },
         a.effect.sampler,
         a.effect.model.as_ref().map_or("built-in".to_string(), |p| p.display().to_string()),
         device_name(model.device()),
