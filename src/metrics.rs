@@ -174,23 +174,18 @@ pub fn ssim_plane(a: &[f64], b: &[f64], w: usize, h: usize) -> Result<f64> {
 pub fn ssim(a: &RgbImage, b: &RgbImage) -> Result<f64> {
     same_size(a, b)?;
     let (w, h) = (a.rect.width() as usize, a.rect.height() as usize);
+    // Channel c of an interleaved RGB frame, on the 0-255 scale.
+    let plane = |img: &RgbImage, c: usize| -> Vec<f64> {
+        img.data
+            .iter()
+            .skip(c)
+            .step_by(3)
+            .map(|&v| to255(v))
+            .collect()
+    };
     let mut total = 0.0;
     for c in 0..3 {
-        let pa: Vec<f64> = a
-            .data
-            .iter()
-            .skip(c)
-            .step_by(3)
-            .map(|&v| to255(v))
-            .collect();
-        let pb: Vec<f64> = b
-            .data
-            .iter()
-            .skip(c)
-            .step_by(3)
-            .map(|&v| to255(v))
-            .collect();
-        total += ssim_plane(&pa, &pb, w, h)?;
+        total += ssim_plane(&plane(a, c), &plane(b, c), w, h)?;
     }
     Ok(total / 3.0)
 }

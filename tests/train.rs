@@ -344,30 +344,23 @@ fn noisy_inputs_and_eval_cli_agree_with_the_library() {
         String::from_utf8(out.stdout).unwrap()
     };
     let c = clean.to_str().unwrap();
-    run(&[
-        "prepare",
-        "--noisy",
-        "25",
-        "--seed",
-        "4",
-        "--from",
-        c,
-        "--out",
-        noisy.to_str().unwrap(),
-    ]);
+    let noisy_copy = |out: &Path| {
+        run(&[
+            "prepare",
+            "--noisy",
+            "25",
+            "--seed",
+            "4",
+            "--from",
+            c,
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    noisy_copy(&noisy);
     // Same seed -> same bytes.
     let again = dir.join("again");
-    run(&[
-        "prepare",
-        "--noisy",
-        "25",
-        "--seed",
-        "4",
-        "--from",
-        c,
-        "--out",
-        again.to_str().unwrap(),
-    ]);
+    noisy_copy(&again);
     for f in ["0000.png", "0003.png"] {
         assert!(
             std::fs::read(noisy.join(f)).unwrap() == std::fs::read(again.join(f)).unwrap(),
