@@ -6,7 +6,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion};
 use vdiff::bench::SyntheticClip;
 use vdiff::engine::{
-    render_with, ChunkCache, FrameParams, NoControl, Rect, Request, Settings, Shot,
+    render_with, ChunkCache, FrameParams, NoControl, NoiseClipping, Rect, Request, Settings, Shot,
 };
 use vdiff::model::device::DeviceChoice;
 use vdiff::model::registry::{self, ModelSource};
@@ -21,6 +21,7 @@ fn settings(steps: u32) -> Settings {
         radius: 2,
         tile_size: 512,
         render_scale: 1.0,
+        clipping: NoiseClipping::Auto,
     }
 }
 
@@ -29,6 +30,7 @@ fn bench(c: &mut Criterion) {
         noise_level: 0.04,
         strength: 0.0,
         detail: 0.0,
+        smoothing: 0.5,
         mix: 1.0,
     };
     let mut g = c.benchmark_group("engine");

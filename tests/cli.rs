@@ -547,6 +547,8 @@ fn help_documents_every_flag() {
         "--detail",
         "--seed",
         "--temporal-radius",
+        "--temporal-smoothing",
+        "--noise-clipping",
         "--mix",
         "--model",
         "--device",

@@ -189,12 +189,14 @@ fn natron_lifecycle_descriptor_and_instance_actions() {
     let ids = [
         "noiseLevel",
         "analyzeNoise",
+        "noiseClipping",
         "strength",
         "steps",
         "sampler",
         "detail",
         "seed",
         "temporalRadius",
+        "temporalSmoothing",
         "mix",
         "modelFile",
         "device",
@@ -212,7 +214,13 @@ fn natron_lifecycle_descriptor_and_instance_actions() {
         inst.param("device").props.strs(kOfxParamPropChoiceOption),
         ["Auto", "CPU", "GPU"]
     );
-    let defaults: [(&str, PVal); 9] = [
+    assert_eq!(
+        inst.param("noiseClipping")
+            .props
+            .strs(kOfxParamPropChoiceOption),
+        ["Auto", "Clipped", "Not Clipped"]
+    );
+    let defaults: [(&str, PVal); 11] = [
         ("noiseLevel", 0.04.into()),
         ("strength", 0.0.into()),
         ("steps", 1.into()),
@@ -222,6 +230,8 @@ fn natron_lifecycle_descriptor_and_instance_actions() {
         ("temporalRadius", 2.into()),
         ("mix", 1.0.into()),
         ("tileSize", 512.into()),
+        ("temporalSmoothing", 0.5.into()),
+        ("noiseClipping", 0.into()),
     ];
     for (id, v) in defaults {
         assert_eq!(inst.param(id).static_value(), v, "default of {id}");

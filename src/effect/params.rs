@@ -2,7 +2,7 @@
 //! control (describe walks this table), and the plain-value snapshot a render reads at a time.
 use std::ffi::CStr;
 
-use crate::engine::FrameParams;
+use crate::engine::{FrameParams, NoiseClipping};
 use crate::model::device::DeviceChoice;
 use crate::model::registry::ModelSource;
 use crate::sampling::SamplerKind;
@@ -19,6 +19,8 @@ pub mod ids {
     pub const DETAIL: &CStr = c"detail";
     pub const SEED: &CStr = c"seed";
     pub const TEMPORAL_RADIUS: &CStr = c"temporalRadius";
+    pub const TEMPORAL_SMOOTHING: &CStr = c"temporalSmoothing";
+    pub const NOISE_CLIPPING: &CStr = c"noiseClipping";
     pub const MIX: &CStr = c"mix";
     pub const MODEL_FILE: &CStr = c"modelFile";
     pub const DEVICE: &CStr = c"device";
@@ -113,6 +115,7 @@ pub struct ParamDef {
 /// holds them together).
 pub const SAMPLER_OPTIONS: &[&str] = &["Euler", "Heun", "DPM++ 2M"];
 pub const DEVICE_OPTIONS: &[&str] = &["Auto", "CPU", "GPU"];
+pub const CLIPPING_OPTIONS: &[&str] = &["Auto", "Clipped", "Not Clipped"];
 
 /// Every parameter, in page order.
 pub const PARAMS: &[ParamDef] = &[
@@ -140,6 +143,20 @@ pub const PARAMS: &[ParamDef] = &[
                (as a key at this frame when Noise Level is animated).",
         group: Some(Group::Noise),
         kind: Kind::PushButton,
+    },
+    ParamDef {
+        id: ids::NOISE_CLIPPING,
+        label: "Noise Clipping",
+        hint: "Whether the footage's noise was clipped at black and white, as in every 8- to \
+               16-bit file. Clipping makes dark and bright areas noisier on one side only, and \
+               a denoised result would come out lifted (greyish blacks) unless corrected. Auto \
+               corrects at black where the source has no negative values and at white where it \
+               has none above 1; choose Not Clipped for float footage whose noise was kept.",
+        group: Some(Group::Noise),
+        kind: Kind::Choice {
+            options: CLIPPING_OPTIONS,
+            default: 0,
+        },
     },
     ParamDef {
         id: ids::STRENGTH,
@@ -226,6 +243,23 @@ pub const PARAMS: &[ParamDef] = &[
             max: 8,
             display_min: 0,
             display_max: 8,
+        },
+    },
+    ParamDef {
+        id: ids::TEMPORAL_SMOOTHING,
+        label: "Temporal Smoothing",
+        hint: "Averages each denoised frame with the other frames of its window wherever they \
+               agree, which removes the residual shimmer of static areas. 0 turns it off; \
+               higher values also smooth across slow motion (and may soften it).",
+        group: Some(Group::Temporal),
+        kind: Kind::Double {
+            default: 0.5,
+            min: 0.0,
+            max: 2.0,
+            display_min: 0.0,
+            display_max: 2.0,
+            increment: 0.05,
+            digits: 2,
         },
     },
     ParamDef {
@@ -343,6 +377,7 @@ pub fn frame_params(p: &dyn ParamValues, t: f64) -> Result<FrameParams> {
         noise_level: double_at(p, ids::NOISE_LEVEL, t)? as f32,
         strength: double_at(p, ids::STRENGTH, t)? as f32,
         detail: double_at(p, ids::DETAIL, t)? as f32,
+        smoothing: double_at(p, ids::TEMPORAL_SMOOTHING, t)? as f32,
         mix: double_at(p, ids::MIX, t)? as f32,
     })
 }
@@ -356,6 +391,7 @@ pub struct RenderParams {
     pub seed: u64,
     pub radius: u32,
     pub tile_size: u32,
+    pub clipping: NoiseClipping,
     pub model: ModelSource,
     pub device: DeviceChoice,
 }
@@ -370,6 +406,7 @@ pub fn render_params(p: &dyn ParamValues, t: f64) -> Result<RenderParams> {
         seed: int_at(p, ids::SEED, t)?.max(0) as u64,
         radius: int_at(p, ids::TEMPORAL_RADIUS, t)? as u32,
         tile_size: int_at(p, ids::TILE_SIZE, t)? as u32,
+        clipping: NoiseClipping::ALL[choice_at(p, ids::NOISE_CLIPPING, t)?],
         model: model_source(p)?,
         device: device_choice(p, t)?,
     })
@@ -514,6 +551,7 @@ mod tests {
         assert_eq!(double(ids::STRENGTH), (0.0, 0.0, 1.0));
         assert_eq!(double(ids::DETAIL), (0.0, 0.0, 1.0));
         assert_eq!(double(ids::MIX), (1.0, 0.0, 1.0));
+        assert_eq!(double(ids::TEMPORAL_SMOOTHING), (0.5, 0.0, 2.0));
         assert_eq!(int(ids::STEPS), (1, 1, 100));
         assert_eq!(int(ids::SEED).0, 0);
         assert_eq!(int(ids::TEMPORAL_RADIUS), (2, 0, 8));
@@ -533,17 +571,26 @@ mod tests {
             })
         ));
         assert!(matches!(
+            def(ids::NOISE_CLIPPING).map(|d| d.kind),
+            Some(Kind::Choice {
+                options: ["Auto", "Clipped", "Not Clipped"],
+                default: 0
+            })
+        ));
+        assert!(matches!(
             def(ids::MODEL_FILE).map(|d| d.kind),
             Some(Kind::FilePath)
         ));
         for b in [ids::ANALYZE_NOISE, ids::CLEAR_CACHE] {
             assert!(matches!(def(b).map(|d| d.kind), Some(Kind::PushButton)));
         }
-        assert_eq!(PARAMS.len(), 13);
+        assert_eq!(PARAMS.len(), 15);
         let labels: Vec<&str> = SamplerKind::ALL.iter().map(|k| k.label()).collect();
         assert_eq!(labels, SAMPLER_OPTIONS);
         let labels: Vec<&str> = DeviceChoice::ALL.iter().map(|k| k.label()).collect();
         assert_eq!(labels, DEVICE_OPTIONS);
+        let labels: Vec<&str> = NoiseClipping::ALL.iter().map(|k| k.label()).collect();
+        assert_eq!(labels, CLIPPING_OPTIONS);
     }
 
     #[test]
@@ -555,6 +602,7 @@ mod tests {
                 noise_level: 0.04,
                 strength: 0.0,
                 detail: 0.0,
+                smoothing: 0.5,
                 mix: 1.0
             }
         );
@@ -564,6 +612,7 @@ mod tests {
         );
         assert_eq!(r.model, ModelSource::BuiltIn);
         assert_eq!(r.device, DeviceChoice::Auto);
+        assert_eq!(r.clipping, NoiseClipping::Auto);
     }
 
     #[test]
@@ -577,17 +626,21 @@ mod tests {
         f.ints.insert(ids::SEED, -5);
         f.ints.insert(ids::SAMPLER, 0);
         f.ints.insert(ids::DEVICE, 9);
+        f.ints.insert(ids::NOISE_CLIPPING, 2);
+        f.doubles
+            .insert(ids::TEMPORAL_SMOOTHING, Box::new(|_| -1.0));
         f.strings
             .insert(ids::MODEL_FILE, "  /models/m.safetensors ".into());
         let a = frame_params(&f, 3.0).unwrap();
         let b = frame_params(&f, 5.0).unwrap();
         assert!((a.strength - 0.3).abs() < 1e-6 && (b.strength - 0.5).abs() < 1e-6);
-        assert_eq!((a.noise_level, a.mix), (0.04, 1.0));
+        assert_eq!((a.noise_level, a.mix, a.smoothing), (0.04, 1.0, 0.0));
         let r = render_params(&f, 3.0).unwrap();
         assert_eq!(
             (r.steps, r.radius, r.seed, r.sampler, r.device),
             (1, 8, 0, SamplerKind::Euler, DeviceChoice::Auto)
         );
+        assert_eq!(r.clipping, NoiseClipping::Unclipped);
         assert_eq!(
             r.model,
             ModelSource::File(PathBuf::from("/models/m.safetensors"))

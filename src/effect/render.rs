@@ -88,6 +88,7 @@ fn render_frame(fx: &ImageEffect<'_>, call: &Call<'_>) -> Result<()> {
             radius,
             tile_size: rp.tile_size,
             render_scale: scale.0,
+            clipping: rp.clipping,
         };
         let req = Request {
             t: frame,

@@ -1,18 +1,22 @@
 //! The host-agnostic engine every render goes through (plugin, command line, benchmarks):
 //! temporal chunk plan, canonical tiles, the content-keyed chunk cache and the render pipeline.
 mod cache;
+mod declip;
 mod estimate;
 mod image;
 mod pipeline;
 mod plan;
+mod smooth;
 mod tiles;
 
 pub use cache::{global as global_cache, CacheStats, ChunkCache};
+pub use declip::{clipped_mean, Clipping, NoiseClipping};
 pub use estimate::estimate_noise;
 pub use image::{sanitize, Rect, RgbImage};
 pub use pipeline::{
     frames_needed, is_identity, purge_caches, region_needed, render, render_with, Control,
-    FrameParams, Frames, NoControl, Request, Settings, MAX_NOISE_LEVEL, MAX_RADIUS, MAX_STEPS,
+    FrameParams, Frames, NoControl, Request, Settings, MAX_NOISE_LEVEL, MAX_RADIUS, MAX_SMOOTHING,
+    MAX_STEPS,
 };
 pub use plan::{chunks_covering, Cover, Shot};
 pub use tiles::TileGrid;

@@ -1,6 +1,7 @@
 //! One render call, host-agnostic: plan the chunks covering frame t, and for each tile of the
-//! window fetch or compute every chunk (source tiles -> start noise -> sampler), then blend the
-//! chunks in time, the tiles in space, and the source back in by Mix.
+//! window fetch or compute every chunk (source tiles -> start noise -> sampler -> temporal
+//! smoothing -> clipped-noise correction), then blend the chunks in time, the tiles in space,
+//! and the source back in by Mix.
 use std::sync::Arc;
 
 use candle_core::Tensor;
@@ -8,8 +9,10 @@ use once_cell::sync::Lazy;
 use parking_lot::{Condvar, Mutex};
 
 use super::cache::{self, ChunkCache, ChunkData, ChunkKey};
+use super::declip::{declip, NoiseClipping};
 use super::image::{sanitize, Rect, RgbImage};
 use super::plan::{self, Cover, Shot};
+use super::smooth::smooth;
 use super::tiles::TileGrid;
 use crate::model::Model;
 use crate::sampling::noise::{fill_planar, WindowNoise, STEP_INIT};
@@ -28,6 +31,8 @@ pub struct Settings {
     pub tile_size: u32,
     /// Host render scale (proxy renders): noise shrinks with the image.
     pub render_scale: f64,
+    /// Whether the footage's noise was clipped to 0..1 (corrected after denoising).
+    pub clipping: NoiseClipping,
 }
 
 /// Parameters the engine reads at every frame of a window (they may be keyframed).
@@ -36,6 +41,8 @@ pub struct FrameParams {
     pub noise_level: f32,
     pub strength: f32,
     pub detail: f32,
+    /// Temporal Smoothing: gate of the averaging across a chunk's frames (0: off).
+    pub smoothing: f32,
     pub mix: f32,
 }
 
@@ -45,6 +52,7 @@ impl Default for FrameParams {
             noise_level: 0.04,
             strength: 0.0,
             detail: 0.0,
+            smoothing: 0.5,
             mix: 1.0,
         }
     }
@@ -60,6 +68,7 @@ impl FrameParams {
             noise_level: fix(self.noise_level, d.noise_level, MAX_NOISE_LEVEL),
             strength: fix(self.strength, d.strength, 1.0),
             detail: fix(self.detail, d.detail, 1.0),
+            smoothing: fix(self.smoothing, d.smoothing, MAX_SMOOTHING),
             mix: fix(self.mix, d.mix, 1.0),
         }
     }
@@ -67,6 +76,8 @@ impl FrameParams {
 
 /// Largest footage noise level accepted (0..1 units).
 pub const MAX_NOISE_LEVEL: f32 = 0.5;
+/// Largest Temporal Smoothing accepted.
+pub const MAX_SMOOTHING: f32 = 2.0;
 /// Range of values the network sees; anything beyond (HDR highlights, deep negatives) bypasses
 /// it unchanged and is added back, so float footage keeps its out-of-range values.
 const MODEL_LO: f32 = -0.5;
@@ -306,7 +317,7 @@ fn chunk_key(
     hashes: &[blake3::Hash],
 ) -> ChunkKey {
     let mut h = blake3::Hasher::new();
-    h.update(b"vdiff-chunk-v1");
+    h.update(b"vdiff-chunk-v2");
     h.update(s.model.id().as_bytes());
     h.update(s.sampler.to_string().as_bytes());
     for v in [
@@ -322,8 +333,9 @@ fn chunk_key(
         h.update(&v.to_le_bytes());
     }
     h.update(&s.render_scale.to_le_bytes());
+    h.update(s.clipping.label().as_bytes());
     for (p, src) in params.iter().zip(hashes) {
-        for v in [p.noise_level, p.strength, p.detail] {
+        for v in [p.noise_level, p.strength, p.detail, p.smoothing] {
             h.update(&v.to_le_bytes());
         }
         h.update(src.as_bytes());
@@ -428,7 +440,7 @@ impl ChunkJob<'_> {
         let out: Vec<f32> = out.flatten_all()?.to_vec1()?;
 
         // 4. Untouched frames stay bit-exact; others get their out-of-range part back.
-        let planes = self
+        let mut planes: Vec<Vec<f32>> = self
             .planes
             .iter()
             .enumerate()
@@ -443,6 +455,11 @@ impl ChunkJob<'_> {
                     .collect()
             })
             .collect();
+
+        // 5. Temporal smoothing across the chunk, then the clipped-noise correction.
+        let amounts: Vec<f32> = self.params.iter().map(|p| p.smoothing).collect();
+        smooth(&mut planes, w, h, &starts, &amounts);
+        declip(&mut planes, &footage, s.clipping.ends(self.planes));
         Ok(ChunkData {
             first: self.first,
             rect: *self.tile,

@@ -42,6 +42,7 @@ impl Clip {
             noise_level: 0.05,
             strength: 0.2,
             detail: 0.3,
+            smoothing: 0.5,
             mix: 1.0,
         })
     }
@@ -88,6 +89,7 @@ fn settings() -> Settings {
         radius: 1,
         tile_size: 64,
         render_scale: 1.0,
+        clipping: NoiseClipping::Auto,
     }
 }
 
@@ -115,6 +117,7 @@ fn identity_at_zero_strength_and_noise_runs_no_model() {
         noise_level: 0.0,
         strength: 0.0,
         detail: 0.5,
+        smoothing: 0.5,
         mix: 1.0,
     });
     let cache = ChunkCache::new(1 << 30);
@@ -252,6 +255,7 @@ fn per_frame_parameters_are_honoured_inside_a_window() {
         noise_level: if t == 2 { 0.0 } else { 0.04 },
         strength: if t == 2 { 0.0 } else { 0.1 * t as f32 },
         detail: 0.0,
+        smoothing: 0.5,
         mix: 1.0,
     });
     let cache = ChunkCache::new(1 << 30);
@@ -274,6 +278,7 @@ fn per_frame_parameters_are_honoured_inside_a_window() {
             0.1 * t as f32
         },
         detail: 0.0,
+        smoothing: 0.5,
         mix: 1.0,
     });
     assert_ne!(

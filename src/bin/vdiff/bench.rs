@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use vdiff::engine::{FrameParams, Settings};
+use vdiff::engine::{FrameParams, NoiseClipping, Settings};
 use vdiff::model::device::DeviceChoice;
 use vdiff::model::registry::{self, ModelSource};
 use vdiff::sampling::SamplerKind;
@@ -70,11 +70,13 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         radius: a.temporal_radius,
         tile_size: a.tile_size,
         render_scale: 1.0,
+        clipping: NoiseClipping::Auto,
     };
     let params = FrameParams {
         noise_level: a.noise_level,
         strength: a.strength,
         detail: 0.0,
+        smoothing: 0.5,
         mix: 1.0,
     };
     outln!(

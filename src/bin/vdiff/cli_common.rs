@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use vdiff::engine::{Control, FrameParams, Settings};
+use vdiff::engine::{Control, FrameParams, NoiseClipping, Settings};
 use vdiff::model::device::DeviceChoice;
 use vdiff::model::registry::{self, ModelSource};
 use vdiff::model::Model;
@@ -120,6 +120,18 @@ pub struct EffectArgs {
     #[arg(long, value_name = "0..8|KEYS", default_value = "2", value_parser = int_curve(0, 8), allow_negative_numbers = true,
         help_heading = "Effect")]
     pub temporal_radius: IntCurve,
+    /// Averages each denoised frame with the frames of its window where they agree (0 = off).
+    #[arg(long, value_name = "0..2|KEYS", default_value = "0.5", value_parser = curve(0.0, 2.0), allow_negative_numbers = true,
+        help_heading = "Effect")]
+    pub temporal_smoothing: Curve,
+    /// Was the noise clipped at black/white (8/16-bit files): auto, clipped or unclipped.
+    #[arg(
+        long,
+        value_name = "MODE",
+        default_value = "auto",
+        help_heading = "Effect"
+    )]
+    pub noise_clipping: NoiseClipping,
     /// Blend with the source: 0 gives the source back, 1 the full effect.
     #[arg(long, value_name = "0..1|KEYS", default_value = "1", value_parser = curve(0.0, 1.0), allow_negative_numbers = true,
         help_heading = "Effect")]
@@ -164,6 +176,7 @@ impl EffectArgs {
             radius: self.temporal_radius.at(t).clamp(0, 8) as u32,
             tile_size: self.tile_size.at(t).clamp(64, 4096) as u32,
             render_scale: 1.0,
+            clipping: self.noise_clipping,
         }
     }
 
@@ -173,6 +186,7 @@ impl EffectArgs {
             noise_level: self.noise_level.at(t) as f32,
             strength: self.strength.at(t) as f32,
             detail: self.detail.at(t) as f32,
+            smoothing: self.temporal_smoothing.at(t) as f32,
             mix: self.mix.at(t) as f32,
         }
     }
@@ -348,6 +362,7 @@ mod tests {
                 noise_level: double(ids::NOISE_LEVEL) as f32,
                 strength: double(ids::STRENGTH) as f32,
                 detail: double(ids::DETAIL) as f32,
+                smoothing: double(ids::TEMPORAL_SMOOTHING) as f32,
                 mix: double(ids::MIX) as f32,
             }
         );
@@ -360,6 +375,14 @@ mod tests {
         };
         assert_eq!(t.e.sampler, SAMPLER_OPTIONS[default].parse().unwrap());
         assert_eq!(t.e.device, DeviceArg::Auto);
+        let Kind::Choice { default, .. } = def(ids::NOISE_CLIPPING).unwrap().kind else {
+            panic!("noise clipping is not a choice")
+        };
+        assert_eq!(t.e.noise_clipping, NoiseClipping::ALL[default]);
+        let t = T::try_parse_from(["t", "--noise-clipping", "unclipped"]).unwrap();
+        assert_eq!(t.e.noise_clipping, NoiseClipping::Unclipped);
+        assert!(T::try_parse_from(["t", "--noise-clipping", "maybe"]).is_err());
+        assert!(T::try_parse_from(["t", "--temporal-smoothing", "2.5"]).is_err());
     }
 
     #[test]
