@@ -124,46 +124,77 @@ pub fn clipped_mean(mu: f64, sigma: f64, clip: Clipping) -> f64 {
     mu * (below1 - below0) + sigma * (dens0 - dens1) + (1.0 - below1)
 }
 
-/// The inverse of [`clipped_mean`] for one sigma: a table over true values 0..1, continued
-/// by a shift past an end that does not clip.
+/// The inverse of [`clipped_mean`] for one sigma, over true values 0..1 and continued by a
+/// shift past an end that does not clip. Tabulated on a uniform grid of means, so a lookup is
+/// one linear interpolation (it runs on every value of every denoised frame).
 pub struct Inverse {
     clip: Clipping,
-    /// clipped_mean at mu = i / (TABLE - 1): increasing.
+    /// Means of true values 0 and 1: the table spans them.
+    first: f32,
+    last: f32,
+    /// Table cells per unit of mean.
+    scale: f32,
+    /// True value at mean `first + i / scale`.
     table: Vec<f32>,
 }
 
-const TABLE: usize = 1025;
+/// Samples of the forward mean, and of the inverse table.
+const FORWARD: usize = 2049;
+const INVERSE: usize = 4097;
 
 impl Inverse {
     pub fn new(sigma: f32, clip: Clipping) -> Self {
-        let table = (0..TABLE)
-            .map(|i| clipped_mean(i as f64 / (TABLE - 1) as f64, sigma as f64, clip) as f32)
+        let fwd: Vec<f64> = (0..FORWARD)
+            .map(|i| clipped_mean(i as f64 / (FORWARD - 1) as f64, sigma as f64, clip))
             .collect();
-        Inverse { clip, table }
+        let (first, last) = (fwd[0], fwd[FORWARD - 1]);
+        let step = (last - first) / (INVERSE - 1) as f64;
+        // The forward mean is increasing: walk it once alongside the uniform grid of means.
+        let mut i = 1;
+        let table = (0..INVERSE)
+            .map(|q| {
+                let y = first + q as f64 * step;
+                while i < FORWARD - 1 && fwd[i] < y {
+                    i += 1;
+                }
+                let (lo, hi) = (fwd[i - 1], fwd[i]);
+                let f = if hi > lo {
+                    ((y - lo) / (hi - lo)).clamp(0.0, 1.0)
+                } else {
+                    0.0
+                };
+                (((i - 1) as f64 + f) / (FORWARD - 1) as f64) as f32
+            })
+            .collect();
+        Inverse {
+            clip,
+            first: first as f32,
+            last: last as f32,
+            scale: if step > 0.0 { (1.0 / step) as f32 } else { 0.0 },
+            table,
+        }
     }
 
     /// The true value whose clipped mean is `y`. Where the noise clipped, the true value lies in
     /// 0..1, so means beyond the table's ends give 0 or 1.
     pub fn apply(&self, y: f32) -> f32 {
-        let t = &self.table;
-        let (first, last) = (t[0], t[TABLE - 1]);
-        if y.is_nan() {
-            return y;
+        if y <= self.first {
+            return if self.clip.low { 0.0 } else { y - self.first };
         }
-        if y <= first {
-            return if self.clip.low { 0.0 } else { y - first };
-        }
-        if y >= last {
+        if y >= self.last {
             return if self.clip.high {
                 1.0
             } else {
-                1.0 + (y - last)
+                1.0 + (y - self.last)
             };
         }
-        let i = t.partition_point(|&v| v <= y).clamp(1, TABLE - 1);
-        let (lo, hi) = (t[i - 1], t[i]);
-        let f = if hi > lo { (y - lo) / (hi - lo) } else { 0.0 };
-        ((i - 1) as f32 + f) / (TABLE - 1) as f32
+        if y.is_nan() {
+            return y;
+        }
+        let pos = (y - self.first) * self.scale;
+        let i = (pos as usize).min(INVERSE - 2);
+        let f = pos - i as f32;
+        self.table[i] + f * (self.table[i + 1] - self.table[i])
     }
 }
 

@@ -420,9 +420,10 @@ impl ChunkJob<'_> {
             device: device.clone(),
         };
 
-        // 3. The sampler, one model run at a time per process (each run already uses every core).
+        // 3. The sampler, one model run at a time per process (each run already uses every core;
+        //    so do the smoothing passes, which stay under the same permit).
+        let _permit = MODEL_RUNS.acquire();
         let out = {
-            let _permit = MODEL_RUNS.acquire();
             let mut on_step = |i: crate::sampling::StepInfo| {
                 progress(i.step as f64 / i.total.max(1) as f64);
                 !ctrl.aborted()

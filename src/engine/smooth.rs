@@ -16,108 +16,162 @@ const PATCH_RADIUS: usize = 2;
 /// Smooths `planes` (planar [3, h, w] per frame) in place. `sigmas[k]` is the level frame k was
 /// denoised from and `amounts[k]` its smoothing; a frame with a level of 0 (not denoised) is
 /// left as it is and lends no weight to the others, a frame with an amount of 0 is left as it is.
+///
+/// The image is cut into bands of rows (each reads its neighbours' rows within the patch
+/// radius) that run on the compute threads.
 pub fn smooth(planes: &mut [Vec<f32>], w: usize, h: usize, sigmas: &[f32], amounts: &[f32]) {
     let n = w * h;
-    let k = planes.len();
+    let k = planes.len().min(sigmas.len()).min(amounts.len());
     let used: Vec<bool> = (0..k)
         .map(|j| sigmas[j] > 0.0 && planes[j].len() == 3 * n)
         .collect();
-    let on: Vec<bool> = (0..k).map(|j| used[j] && amounts[j] > 0.0).collect();
-    let smoothed = |j: usize| on[j];
-    let used = |j: usize| used[j];
-    if n == 0 || !on.iter().any(|&b| b) {
-        return;
-    }
-    // 1/(a sigma)^2 per frame: the gate of the weights frame j gives its neighbours.
-    let inv: Vec<f32> = (0..k)
+    // 1/(a sigma)^2 per smoothed frame: the gate of the weights frame j gives its neighbours.
+    let inv: Vec<Option<f32>> = (0..k)
         .map(|j| {
             let g = amounts[j] * sigmas[j];
-            if smoothed(j) {
-                1.0 / (g * g)
-            } else {
-                0.0
-            }
+            (used[j] && g > 0.0).then(|| 1.0 / (g * g))
         })
         .collect();
-    let mut acc: Vec<Vec<f32>> = (0..k)
-        .map(|j| {
-            if smoothed(j) {
-                planes[j].clone()
-            } else {
-                Vec::new()
-            }
-        })
-        .collect();
-    let mut wsum: Vec<Vec<f32>> = (0..k)
-        .map(|j| {
-            if smoothed(j) {
-                vec![1.0; n]
-            } else {
-                Vec::new()
-            }
-        })
-        .collect();
-    let mut sq = vec![0f32; n];
-    let mut tmp = vec![0f32; n];
-    let mut dist = vec![0f32; n];
-    // Each pair's distance is symmetric: compute it once and use it both ways.
-    for a in 0..k {
-        for b in a + 1..k {
-            if !(used(a) && used(b) && (smoothed(a) || smoothed(b))) {
-                continue;
-            }
-            let (pa, pb) = (&planes[a], &planes[b]);
-            for (i, s) in sq.iter_mut().enumerate() {
-                let mut v = 0.0;
-                for c in 0..3 {
-                    let d = pa[c * n + i] - pb[c * n + i];
-                    v += d * d;
-                }
-                *s = v * (1.0 / 3.0);
-            }
-            box_mean(&sq, &mut tmp, &mut dist, w, h, PATCH_RADIUS);
-            for (j, o) in [(a, b), (b, a)] {
-                if !smoothed(j) {
-                    continue;
-                }
-                let other = &planes[o];
-                let (acc_j, ws_j) = (&mut acc[j], &mut wsum[j]);
-                for (i, (&d, ws)) in dist.iter().zip(ws_j.iter_mut()).enumerate() {
-                    let wt = (-d * inv[j]).exp();
-                    *ws += wt;
-                    for c in 0..3 {
-                        acc_j[c * n + i] += wt * other[c * n + i];
-                    }
-                }
-            }
-        }
+    if n == 0 || inv.iter().all(Option::is_none) {
+        return;
     }
-    for j in (0..k).filter(|&j| smoothed(j)) {
-        let (out, acc_j, ws_j) = (&mut planes[j], &acc[j], &wsum[j]);
-        for c in 0..3 {
-            for i in 0..n {
-                out[c * n + i] = acc_j[c * n + i] / ws_j[i];
+    let pool = candle_core::utils::barrier_pool();
+    let rows = h.div_ceil(4 * (pool.n_workers() + 1)).max(16);
+    let bands = h.div_ceil(rows);
+    let job = Job {
+        planes,
+        w,
+        h,
+        used: &used,
+        inv: &inv,
+    };
+    let results = parking_lot::Mutex::new(Vec::with_capacity(bands));
+    pool.execute_chunked(bands, |range| {
+        for b in range {
+            let y0 = b * rows;
+            let out = job.band(y0, (y0 + rows).min(h));
+            results.lock().push((y0, out));
+        }
+    });
+    for (y0, out) in results.into_inner() {
+        let len = out
+            .iter()
+            .find(|o| !o.is_empty())
+            .map_or(0, |o| o.len() / 3);
+        for (j, o) in out.iter().enumerate().filter(|(_, o)| !o.is_empty()) {
+            for c in 0..3 {
+                let at = c * n + y0 * w;
+                planes[j][at..at + len].copy_from_slice(&o[c * len..(c + 1) * len]);
             }
         }
     }
 }
 
-/// Mean of `v` over the (2r+1)^2 box around each pixel, the box clipped to the image; `tmp`
-/// holds the horizontal pass. All three are `w * h` long.
-fn box_mean(v: &[f32], tmp: &mut [f32], out: &mut [f32], w: usize, h: usize, r: usize) {
-    for y in 0..h {
-        box_line(&v[y * w..(y + 1) * w], &mut tmp[y * w..(y + 1) * w], r);
-    }
-    let mut col = vec![0f32; h];
-    let mut res = vec![0f32; h];
-    for x in 0..w {
-        for y in 0..h {
-            col[y] = tmp[y * w + x];
+/// The read-only inputs of one smoothing pass.
+struct Job<'a> {
+    planes: &'a [Vec<f32>],
+    w: usize,
+    h: usize,
+    used: &'a [bool],
+    inv: &'a [Option<f32>],
+}
+
+impl Job<'_> {
+    /// Smoothed rows `y0..y1` of every smoothed frame (planar [3, rows, w]; empty for frames
+    /// left as they are).
+    fn band(&self, y0: usize, y1: usize) -> Vec<Vec<f32>> {
+        let (w, h, n) = (self.w, self.h, self.w * self.h);
+        let r = PATCH_RADIUS;
+        // Rows the patch distances of y0..y1 read.
+        let (ya, yb) = (y0.saturating_sub(r), (y1 + r).min(h));
+        let m = (y1 - y0) * w;
+        let k = self.planes.len();
+        let mut acc: Vec<Vec<f32>> = (0..k)
+            .map(|j| match self.inv[j] {
+                Some(_) => {
+                    let p = &self.planes[j];
+                    (0..3)
+                        .flat_map(|c| p[c * n + y0 * w..c * n + y1 * w].iter().copied())
+                        .collect()
+                }
+                None => Vec::new(),
+            })
+            .collect();
+        let mut wsum: Vec<Vec<f32>> = (0..k)
+            .map(|j| match self.inv[j] {
+                Some(_) => vec![1.0; m],
+                None => Vec::new(),
+            })
+            .collect();
+        let mut sq = vec![0f32; (yb - ya) * w];
+        let mut hsum = vec![0f32; (yb - ya) * w];
+        let mut dist = vec![0f32; m];
+        let mut wts = vec![0f32; m];
+        // Each pair's distance is symmetric: compute it once and use it both ways.
+        for a in 0..k {
+            for b in a + 1..k {
+                let (ia, ib) = (self.inv[a], self.inv[b]);
+                if !(self.used[a] && self.used[b]) || (ia.is_none() && ib.is_none()) {
+                    continue;
+                }
+                let (pa, pb) = (&self.planes[a], &self.planes[b]);
+                // 1. Channel-mean squared difference over the rows the band reads.
+                let span = ya * w..yb * w;
+                sq.iter_mut().for_each(|v| *v = 0.0);
+                for c in 0..3 {
+                    let (xa, xb) = (&pa[c * n..][span.clone()], &pb[c * n..][span.clone()]);
+                    for ((s, u), v) in sq.iter_mut().zip(xa).zip(xb) {
+                        let d = u - v;
+                        *s += d * d * (1.0 / 3.0);
+                    }
+                }
+                // 2. Box mean over the patch: rows, then columns (the box clipped to the image).
+                for (src, dst) in sq.chunks_exact(w).zip(hsum.chunks_exact_mut(w)) {
+                    box_line(src, dst, r);
+                }
+                for y in y0..y1 {
+                    let (lo, hi) = (y.saturating_sub(r), (y + r + 1).min(h));
+                    let row = &mut dist[(y - y0) * w..(y - y0 + 1) * w];
+                    row.copy_from_slice(&hsum[(lo - ya) * w..(lo - ya + 1) * w]);
+                    for yy in lo + 1..hi {
+                        let add = &hsum[(yy - ya) * w..(yy - ya + 1) * w];
+                        row.iter_mut().zip(add).for_each(|(d, v)| *d += v);
+                    }
+                    let scale = 1.0 / (hi - lo) as f32;
+                    row.iter_mut().for_each(|d| *d *= scale);
+                }
+                // 3. Weights, shared when both frames use the same gate (the usual case).
+                let mut last: Option<f32> = None;
+                for (j, o, g) in [(a, b, ia), (b, a, ib)] {
+                    let Some(g) = g else { continue };
+                    if last != Some(g) {
+                        for (wt, d) in wts.iter_mut().zip(&dist) {
+                            *wt = (-d * g).exp();
+                        }
+                        last = Some(g);
+                    }
+                    let other = &self.planes[o];
+                    for (s, wt) in wsum[j].iter_mut().zip(&wts) {
+                        *s += wt;
+                    }
+                    for c in 0..3 {
+                        let src = &other[c * n + y0 * w..c * n + y1 * w];
+                        let dst = &mut acc[j][c * m..(c + 1) * m];
+                        for ((d, v), wt) in dst.iter_mut().zip(src).zip(&wts) {
+                            *d += wt * v;
+                        }
+                    }
+                }
+            }
         }
-        box_line(&col, &mut res, r);
-        for y in 0..h {
-            out[y * w + x] = res[y];
+        for (a, ws) in acc.iter_mut().zip(&wsum).filter(|(a, _)| !a.is_empty()) {
+            for c in 0..3 {
+                for (v, s) in a[c * m..(c + 1) * m].iter_mut().zip(ws) {
+                    *v /= s;
+                }
+            }
         }
+        acc
     }
 }
 
@@ -125,7 +179,7 @@ fn box_mean(v: &[f32], tmp: &mut [f32], out: &mut [f32], w: usize, h: usize, r: 
 fn box_line(src: &[f32], dst: &mut [f32], r: usize) {
     let len = src.len();
     let mut sum = 0f64;
-    let (mut lo, mut hi) = (0usize, 0usize); // window is src[lo..hi]
+    let (mut lo, mut hi) = (0usize, 0usize); // the window is src[lo..hi]
     for (x, d) in dst.iter_mut().enumerate() {
         let (want_lo, want_hi) = (x.saturating_sub(r), (x + r + 1).min(len));
         while hi < want_hi {
@@ -231,23 +285,66 @@ mod tests {
     }
 
     #[test]
-    fn box_mean_matches_the_direct_sum() {
-        let (w, h, r) = (13usize, 9usize, 2usize);
-        let v: Vec<f32> = (0..w * h).map(|i| ((i * 37) % 11) as f32).collect();
-        let (mut tmp, mut out) = (vec![0f32; w * h], vec![0f32; w * h]);
-        box_mean(&v, &mut tmp, &mut out, w, h, r);
-        for y in 0..h {
-            for x in 0..w {
-                let (mut s, mut n) = (0f64, 0);
-                for yy in y.saturating_sub(r)..(y + r + 1).min(h) {
-                    for xx in x.saturating_sub(r)..(x + r + 1).min(w) {
-                        s += v[yy * w + xx] as f64;
-                        n += 1;
+    fn box_line_matches_the_direct_sum() {
+        let v: Vec<f32> = (0..13).map(|i| ((i * 37) % 11) as f32).collect();
+        for r in [0usize, 1, 2, 7] {
+            let mut out = vec![0f32; v.len()];
+            box_line(&v, &mut out, r);
+            for (x, o) in out.iter().enumerate() {
+                let span = &v[x.saturating_sub(r)..(x + r + 1).min(v.len())];
+                let want = span.iter().sum::<f32>() / span.len() as f32;
+                assert!((o - want).abs() < 1e-5, "r {r} x {x}: {o} vs {want}");
+            }
+        }
+    }
+
+    /// The direct, unbanded formula of the module docs, for one frame.
+    fn reference(p: &[Vec<f32>], j: usize, sigma: f32, amount: f32) -> Vec<f32> {
+        let (n, r) = (W * H, PATCH_RADIUS as i64);
+        let g = 1.0 / (amount * sigma).powi(2);
+        let mut out = vec![0f32; 3 * n];
+        for y in 0..H as i64 {
+            for x in 0..W as i64 {
+                let i = (y * W as i64 + x) as usize;
+                let (mut acc, mut ws) = ([p[j][i], p[j][n + i], p[j][2 * n + i]], 1.0f32);
+                for (_, q) in p.iter().enumerate().filter(|&(o, _)| o != j) {
+                    let (mut d, mut cnt) = (0f32, 0);
+                    for yy in (y - r).max(0)..(y + r + 1).min(H as i64) {
+                        for xx in (x - r).max(0)..(x + r + 1).min(W as i64) {
+                            let ii = (yy * W as i64 + xx) as usize;
+                            for c in 0..3 {
+                                d += (p[j][c * n + ii] - q[c * n + ii]).powi(2) / 3.0;
+                            }
+                            cnt += 1;
+                        }
+                    }
+                    let wt = (-(d / cnt as f32) * g).exp();
+                    ws += wt;
+                    for c in 0..3 {
+                        acc[c] += wt * q[c * n + i];
                     }
                 }
-                let want = (s / n as f64) as f32;
-                assert!((out[y * w + x] - want).abs() < 1e-4, "({x}, {y})");
+                for c in 0..3 {
+                    out[c * n + i] = acc[c] / ws;
+                }
             }
+        }
+        out
+    }
+
+    #[test]
+    fn banded_result_matches_the_formula() {
+        let orig = frames(4, 0.03, |t, x, y| texture(x + t, y));
+        let mut p = orig.clone();
+        smooth(&mut p, W, H, &[0.1; 4], &[0.7; 4]);
+        for (j, got) in p.iter().enumerate() {
+            let want = reference(&orig, j, 0.1, 0.7);
+            let worst = got
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(worst < 1e-4, "frame {j}: off by {worst}");
         }
     }
 }

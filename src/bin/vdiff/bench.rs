@@ -32,6 +32,12 @@ pub struct Args {
     noise_level: f32,
     #[arg(long, default_value_t = 0.0)]
     strength: f32,
+    /// Temporal Smoothing (default: the plugin's).
+    #[arg(long, default_value_t = 0.5)]
+    temporal_smoothing: f32,
+    /// Noise Clipping: auto, clipped or unclipped.
+    #[arg(long, default_value = "auto")]
+    noise_clipping: NoiseClipping,
     /// Model file (default: the built-in model).
     #[arg(long)]
     model: Option<PathBuf>,
@@ -70,22 +76,24 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         radius: a.temporal_radius,
         tile_size: a.tile_size,
         render_scale: 1.0,
-        clipping: NoiseClipping::Auto,
+        clipping: a.noise_clipping,
     };
     let params = FrameParams {
         noise_level: a.noise_level,
         strength: a.strength,
         detail: 0.0,
-        smoothing: 0.5,
+        smoothing: a.temporal_smoothing,
         mix: 1.0,
     };
     outln!(
-        "model {} on {:?}, sampler {}, {} steps, temporal radius {}, tile {}, {} frames, {} threads",
+        "model {} on {:?}, sampler {}, {} steps, temporal radius {}, smoothing {}, noise clipping {}, tile {}, {} frames, {} threads",
         &model.id()[..12],
         a.device,
         a.sampler,
         a.steps,
         a.temporal_radius,
+        a.temporal_smoothing,
+        a.noise_clipping,
         a.tile_size,
         a.frames,
         std::thread::available_parallelism().map_or(1, |n| n.get())
