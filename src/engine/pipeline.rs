@@ -78,6 +78,9 @@ impl FrameParams {
 pub const MAX_NOISE_LEVEL: f32 = 0.5;
 /// Largest Temporal Smoothing accepted.
 pub const MAX_SMOOTHING: f32 = 2.0;
+/// Largest noise level the smoothing gate scales with (about 50/255, the heaviest footage noise
+/// it was tuned on).
+const SMOOTH_LEVEL_CAP: f32 = 0.2;
 /// Range of values the network sees; anything beyond (HDR highlights, deep negatives) bypasses
 /// it unchanged and is added back, so float footage keeps its out-of-range values.
 const MODEL_LO: f32 = -0.5;
@@ -457,9 +460,13 @@ impl ChunkJob<'_> {
             })
             .collect();
 
-        // 5. Temporal smoothing across the chunk, then the clipped-noise correction.
+        // 5. Temporal smoothing across the chunk, then the clipped-noise correction. The gate
+        //    follows the level each frame was denoised from, up to SMOOTH_LEVEL_CAP: at high
+        //    Strength frames differ by re-created detail, not residual noise, and a gate that
+        //    wide would blend moving content.
         let amounts: Vec<f32> = self.params.iter().map(|p| p.smoothing).collect();
-        smooth(&mut planes, w, h, &starts, &amounts);
+        let gates: Vec<f32> = starts.iter().map(|&v| v.min(SMOOTH_LEVEL_CAP)).collect();
+        smooth(&mut planes, w, h, &gates, &amounts);
         declip(&mut planes, &footage, s.clipping.ends(self.planes));
         Ok(ChunkData {
             first: self.first,
