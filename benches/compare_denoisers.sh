@@ -11,6 +11,9 @@
 # Environment:
 #   SIGMAS="10 25 50"      noise levels (0-255 scale)
 #   METHODS="noisy hqdn3d nlmeans bm3d atadenoise fftdnoiz dctdnoiz vaguedenoiser opencv vdiff"
+#                          plus the ablations, when named: vdiff-unclipped (Noise Clipping off),
+#                          vdiff-plain (no Temporal Smoothing either: the network alone) and
+#                          dctdnoiz+declip (dctdnoiz followed by VDiff's clipped-noise correction)
 #   VDIFF=path/to/vdiff    binary to use (default: `cargo build --release`, target/release/vdiff)
 #   MODEL=FILE             weights for the VDiff rows (default: the built-in model)
 #   VDIFF_ARGS="..."       extra `vdiff render` flags (default settings otherwise)
@@ -26,7 +29,7 @@ root="$(dirname "$here")"
 data="${1:-$root/data}"
 table="${2:-$data/compare.md}"
 SIGMAS="${SIGMAS:-10 25 50}"
-METHODS="${METHODS:-noisy hqdn3d nlmeans bm3d atadenoise fftdnoiz dctdnoiz vaguedenoiser opencv vdiff}"
+METHODS="${METHODS:-noisy hqdn3d nlmeans bm3d atadenoise fftdnoiz dctdnoiz vaguedenoiser opencv vdiff vdiff-unclipped vdiff-plain dctdnoiz+declip}"
 BM3D_FRAMES="${BM3D_FRAMES:-4}"
 BM3D_START="${BM3D_START:-10}"
 SEED="${SEED:-0}"
@@ -115,11 +118,21 @@ for s in $SIGMAS; do
                 python3 "$here/compare/denoise_opencv.py" "$in" "$out" $(python3 "$here/compare/methods.py" opencv "$s")
                 label="opencv nlmeans-multi"
                 ;;
-            vdiff)
+            vdiff | vdiff-unclipped | vdiff-plain)
                 rm -rf "$out"; mkdir -p "$out"
                 level=$(python3 -c "print($s / 255)")
+                ablation=""
+                case "$m" in
+                vdiff-unclipped) ablation="--noise-clipping unclipped" ;;
+                vdiff-plain) ablation="--noise-clipping unclipped --temporal-smoothing 0" ;;
+                esac
                 # shellcheck disable=SC2086
-                "$VDIFF" render "$in" "$out" --noise-level "$level" ${MODEL:+--model "$MODEL"} ${VDIFF_ARGS:-} >/dev/null
+                "$VDIFF" render "$in" "$out" --noise-level "$level" ${MODEL:+--model "$MODEL"} ${VDIFF_ARGS:-} $ablation >/dev/null
+                ;;
+            dctdnoiz+declip)
+                run_ffmpeg "$(python3 "$here/compare/methods.py" chain dctdnoiz "$s")" "$in" "$out.dct"
+                python3 "$here/compare/declip.py" "$out.dct" "$out" "$s"
+                rm -rf "$out.dct"
                 ;;
             *)
                 run_ffmpeg "$(python3 "$here/compare/methods.py" chain "$m" "$s")" "$in" "$out"

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Turns the JSON lines of benches/compare_denoisers.sh (one per sigma, method and clip) into a
 markdown table: per sigma and method, PSNR / SSIM / flicker averaged over the clips (the mean of
-the per-clip figures), and seconds per frame (total time / total frames). A second table lists
-every clip.
+the per-clip figures), and seconds per frame (total time / total frames); then VDiff against the
+quality target (at least 1 dB above the best classic PSNR, flicker no worse than the steadiest
+classic method; the ablations are not classic methods); a last table lists every clip.
 
 Usage: table.py RESULTS.jsonl [TITLE] > TABLE.md
 """
@@ -42,6 +43,7 @@ def main():
             p = f"**{psnr:.2f}**" if psnr == best_psnr else f"{psnr:.2f}"
             f = f"**{flick:.2f}**" if flick == best_flicker else f"{flick:.2f}"
             out.append(f"| {sigma:g} | {k[1]} | {p} | {ssim:.4f} | {f} | {spf} |")
+    out += target(groups)
     out.append("")
     out.append("Per clip:")
     out.append("")
@@ -54,6 +56,34 @@ def main():
             f"{r['ssim']:.4f} | {r['flicker']:.2f} | {spf} |"
         )
     print("\n".join(out))
+
+
+def is_classic(method):
+    return method != "noisy" and not method.startswith("vdiff") and "+" not in method
+
+
+def target(groups):
+    """VDiff (default settings) against the best classic figures, per sigma."""
+    mean = lambda g, key: sum(r[key] for r in g) / len(g)
+    out = ["", "VDiff against the target (+1 dB over the best classic PSNR, flicker no worse than "
+           "the steadiest classic method):", "",
+           "| sigma | best classic PSNR | VDiff PSNR | margin | least classic flicker | VDiff flicker | met |",
+           "|---:|---|---:|---:|---|---:|---|"]
+    for sigma in sorted({k[0] for k in groups}):
+        if (sigma, "vdiff") not in groups:
+            continue
+        classic = [(m, groups[(s, m)]) for (s, m) in groups if s == sigma and is_classic(m)]
+        if not classic:
+            continue
+        bp = max(classic, key=lambda c: mean(c[1], "psnr"))
+        bf = min(classic, key=lambda c: mean(c[1], "flicker"))
+        v = groups[(sigma, "vdiff")]
+        vp, vf = mean(v, "psnr"), mean(v, "flicker")
+        margin = vp - mean(bp[1], "psnr")
+        met = "yes" if margin >= 1.0 and vf <= mean(bf[1], "flicker") else "no"
+        out.append(f"| {sigma:g} | {mean(bp[1], 'psnr'):.2f} ({bp[0]}) | {vp:.2f} | {margin:+.2f} | "
+                   f"{mean(bf[1], 'flicker'):.2f} ({bf[0]}) | {vf:.2f} | {met} |")
+    return out
 
 
 if __name__ == "__main__":
