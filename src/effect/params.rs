@@ -150,8 +150,9 @@ pub const PARAMS: &[ParamDef] = &[
         hint: "Whether the footage's noise was clipped at black and white, as in every 8- to \
                16-bit file. Clipping makes dark and bright areas noisier on one side only, and \
                a denoised result would come out lifted (greyish blacks) unless corrected. Auto \
-               corrects at black where the source has no negative values and at white where it \
-               has none above 1; choose Not Clipped for float footage whose noise was kept.",
+               corrects at black where the source has (almost) no negative values and at white \
+               where it has none above 1; choose Not Clipped for float footage whose noise was \
+               kept.",
         group: Some(Group::Noise),
         kind: Kind::Choice {
             options: CLIPPING_OPTIONS,
