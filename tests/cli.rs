@@ -535,7 +535,7 @@ fn bad_inputs_fail_with_a_clear_message_and_write_nothing() {
 #[test]
 fn help_documents_every_flag() {
     let top = String::from_utf8(ok(&["--help"]).stdout).unwrap();
-    for cmd in ["render", "demo", "bundle"] {
+    for cmd in ["render", "demo", "bundle", "analyze"] {
         assert!(top.contains(cmd), "vdiff --help lacks `{cmd}`:\n{top}");
     }
     let render = String::from_utf8(ok(&["render", "--help"]).stdout).unwrap();
@@ -685,4 +685,33 @@ fn a_closed_stdout_ends_eval_quietly() {
     assert!(out.status.success(), "status {}: {err}", out.status);
     assert!(!err.contains("panicked"), "{err}");
     assert!(err.is_empty(), "nothing to report, got: {err}");
+}
+
+#[test]
+fn analyze_measures_the_noise_of_each_frame() {
+    let root = scratch("analyze");
+    let noisy = write_seq(&root.join("noisy"), "png", Depth::U8, false, 0.05);
+    let clean = write_seq(&root.join("clean"), "png", Depth::U8, false, 0.0);
+    let level = |pattern: &str| -> f64 {
+        let o = ok(&["analyze", pattern, "--median"]);
+        let text = String::from_utf8(o.stdout).unwrap();
+        text.trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("`{text}` is not a number: {e}"))
+    };
+    // The pattern's own texture adds a little on so small a frame: within 20%.
+    let n = level(&noisy);
+    assert!((n / 0.05 - 1.0).abs() < 0.2, "estimated {n} for 0.05");
+    assert!(level(&clean) < 0.2 * n);
+    // One line per frame analyzed, then the median and the flag to use.
+    let o = ok(&["analyze", &noisy, "--frames", "1-2"]);
+    let text = String::from_utf8(o.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines[0].starts_with("frame") && lines[0].contains("1  noise level"));
+    assert!(lines[2].contains("--noise-level"), "{text}");
+    let o = vdiff(&["analyze", &noisy, "--frames", "7-9"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no frames to analyze"));
+    let _ = std::fs::remove_dir_all(&root);
 }

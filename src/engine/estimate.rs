@@ -8,6 +8,11 @@ const BLOCK: usize = 16;
 /// Immerkær's fast noise estimate (a Laplacian-difference filter cancels smooth image content),
 /// taken per block and per channel; the lower quartile of blocks is used so texture and edges,
 /// which inflate the estimate, are ignored, and its known bias under pure noise is divided out.
+///
+/// Noise clipped at black or white (every 8- or 16-bit file) is weaker near the ends of the
+/// range, and the lower quartile would pick exactly those blocks: a dark scene read as half its
+/// noise. So the quartile is taken again over the blocks whose mean lies more than
+/// `CLIP_MARGIN` estimates from either end, until the estimate settles.
 pub fn estimate_noise(img: &RgbImage) -> f32 {
     let (w, h) = (img.rect.width() as usize, img.rect.height() as usize);
     if w < 3 || h < 3 {
@@ -44,23 +49,77 @@ pub fn estimate_noise(img: &RgbImage) -> f32 {
                     }
                 }
                 let n = ((ex - bx) * (ey - by)) as f64;
-                blocks.push(((std::f64::consts::FRAC_PI_2).sqrt() / 6.0 * sum / n, n));
+                let mean = (by..ey)
+                    .flat_map(|y| (bx..ex).map(move |x| (x, y)))
+                    .map(|(x, y)| px(x, y, c))
+                    .sum::<f64>()
+                    / n;
+                blocks.push(Block {
+                    sigma: (std::f64::consts::FRAC_PI_2).sqrt() / 6.0 * sum / n,
+                    n,
+                    mean,
+                });
             }
         }
     }
-    if blocks.is_empty() {
+    let Some(mut est) = lower_quartile(&mut blocks) else {
         return 0.0;
+    };
+    for _ in 0..MAX_ROUNDS {
+        let (lo, hi) = (CLIP_MARGIN * est, 1.0 - CLIP_MARGIN * est);
+        let mut inside: Vec<Block> = blocks
+            .iter()
+            .filter(|b| b.mean > lo && b.mean < hi)
+            .copied()
+            .collect();
+        if inside.len() < MIN_BLOCKS {
+            break;
+        }
+        let Some(next) = lower_quartile(&mut inside) else {
+            break;
+        };
+        let settled = (next - est).abs() <= 1e-3 * est;
+        est = next;
+        if settled {
+            break;
+        }
     }
-    blocks.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let (q, n) = blocks[blocks.len() / 4];
+    est as f32
+}
+
+/// Blocks whose mean lies closer than this many noise estimates to 0 or 1 are left out: there
+/// clipping removes a visible part of the noise.
+const CLIP_MARGIN: f64 = 2.0;
+/// Fewest blocks an estimate is taken from once clipped blocks are left out; with fewer (a
+/// frame almost all black or white), the estimate over every block stands.
+const MIN_BLOCKS: usize = 16;
+/// Leaving out blocks raises the estimate, which widens the margin: a few rounds settle it.
+const MAX_ROUNDS: usize = 8;
+
+#[derive(Clone, Copy)]
+struct Block {
+    /// Immerkær's estimate over the block.
+    sigma: f64,
+    /// Pixels in the block.
+    n: f64,
+    /// Mean value of the block.
+    mean: f64,
+}
+
+/// The lower quartile of the blocks' estimates, with its bias under pure noise divided out.
+fn lower_quartile(blocks: &mut [Block]) -> Option<f64> {
+    if blocks.is_empty() {
+        return None;
+    }
+    blocks.sort_by(|a, b| a.sigma.total_cmp(&b.sigma));
+    let Block { sigma: q, n, .. } = blocks[blocks.len() / 4];
     // Lower quartile of a mean of n half-normal values sits 0.674 standard errors below its mean.
     let rel_sd = ((std::f64::consts::FRAC_PI_2 - 1.0) / n).sqrt();
-    let corrected = if blocks.len() >= 4 {
+    Some(if blocks.len() >= 4 {
         q / (1.0 - 0.674 * rel_sd)
     } else {
         q
-    };
-    corrected as f32
+    })
 }
 
 #[cfg(test)]
@@ -104,6 +163,30 @@ mod tests {
     fn texture_does_not_inflate_the_estimate() {
         let est = estimate_noise(&scene(256, 192, 0.04, true));
         assert!((est / 0.04 - 1.0).abs() < 0.15, "estimated {est}");
+    }
+
+    #[test]
+    fn clipped_noise_of_a_dark_scene_is_not_underestimated() {
+        // Three quarters of the frame near black, a quarter mid-grey; noise clipped at 0 and 1.
+        for sigma in [0.04f32, 0.1, 0.2] {
+            let (w, h) = (256i64, 192i64);
+            let mut img = RgbImage::new(Rect::new(0, 0, w, h));
+            for y in 0..h {
+                for x in 0..w {
+                    for c in 0..3 {
+                        let base = if x < 3 * w / 4 { 0.03 } else { 0.5 };
+                        let i = img.offset(x, y) + c as usize;
+                        let v = base + sigma * gaussian(5, 0, c, x, y, 0);
+                        img.data[i] = v.clamp(0.0, 1.0);
+                    }
+                }
+            }
+            let est = estimate_noise(&img);
+            assert!(
+                (est / sigma - 1.0).abs() < 0.1,
+                "sigma {sigma}: estimated {est}"
+            );
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ macro_rules! outln {
     }};
 }
 
+mod analyze;
 mod bench;
 mod bundle;
 mod cli_common;
@@ -52,6 +53,8 @@ enum Command {
     Train(train::Args),
     /// Score a sequence against its clean reference (PSNR, SSIM, flicker).
     Eval(eval::Args),
+    /// Estimate the noise level of an image sequence (the plugin's Analyze Noise).
+    Analyze(analyze::Args),
     /// Time the engine on a synthetic shot.
     Bench(bench::Args),
 }
@@ -66,6 +69,7 @@ fn try_main() -> anyhow::Result<()> {
         Command::Prepare(a) => prepare::run(a),
         Command::Train(a) => train::run(a),
         Command::Eval(a) => eval::run(a),
+        Command::Analyze(a) => analyze::run(a),
         Command::Bench(a) => bench::run(a),
     }
 }

@@ -52,7 +52,7 @@ pub struct Args {
     pub effect: EffectArgs,
 }
 
-fn parse_frames(s: &str) -> Result<(i64, i64), String> {
+pub fn parse_frames(s: &str) -> Result<(i64, i64), String> {
     sequence::parse_frame_range(s).map_err(|e| e.to_string())
 }
 
