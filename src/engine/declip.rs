@@ -1,5 +1,5 @@
-//! Correction for noise that was clipped to the image range, applied to a chunk after temporal
-//! smoothing. Integer footage (and float footage kept inside 0..1) stores clip(x + n): near
+//! Correction for noise that was clipped to the image range, applied to each rendered frame after
+//! temporal smoothing. Integer footage (and float footage kept inside 0..1) stores clip(x + n): near
 //! black and white its local mean is pulled towards the middle of the range, by up to 0.4 sigma
 //! (10 code values at sigma 25/255). A denoiser trained on unclipped noise returns that biased
 //! mean, so dark scenes come out grey. The inverse of the clipped-Gaussian mean maps it back
@@ -11,7 +11,7 @@ use std::str::FromStr;
 /// How the footage's noise met the ends of the range (the Noise Clipping choice).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum NoiseClipping {
-    /// Clipped at an end where (almost) no source value of the chunk lies beyond it: always for
+    /// Clipped at an end where (almost) no source value of the window lies beyond it: always for
     /// integer footage, and for float footage without negatives (or values above 1).
     #[default]
     Auto,
@@ -37,7 +37,7 @@ impl NoiseClipping {
         }
     }
 
-    /// The ends clipped for source values `planes` (all frames of a chunk).
+    /// The ends clipped for source values `planes` (the frames a render smooths over).
     pub fn ends(self, planes: &[Vec<f32>]) -> Clipping {
         match self {
             NoiseClipping::Clipped => Clipping {
@@ -209,18 +209,14 @@ impl Inverse {
     }
 }
 
-/// Undoes the clipping bias of denoised frames in place. `planes[k]` is planar, `sigmas[k]` the
-/// footage noise of frame k (0: nothing to undo).
-pub fn declip(planes: &mut [Vec<f32>], sigmas: &[f32], clip: Clipping) {
-    if !(clip.low || clip.high) {
+/// Undoes the clipping bias of a denoised frame in place; `sigma` is the footage noise (0:
+/// nothing to undo).
+pub fn declip(plane: &mut [f32], sigma: f32, clip: Clipping) {
+    if !(clip.low || clip.high) || sigma.is_nan() || sigma <= 0.0 {
         return;
     }
-    for (plane, &sigma) in planes.iter_mut().zip(sigmas) {
-        if sigma > 0.0 {
-            let inv = Inverse::new(sigma, clip);
-            plane.iter_mut().for_each(|v| *v = inv.apply(*v));
-        }
-    }
+    let inv = Inverse::new(sigma, clip);
+    plane.iter_mut().for_each(|v| *v = inv.apply(*v));
 }
 
 #[cfg(test)]
@@ -299,12 +295,15 @@ mod tests {
             assert!((none.apply(y) - y).abs() < 1e-5, "{y} -> {}", none.apply(y));
         }
         // declip() with no clipped end changes nothing.
-        let mut planes = vec![vec![0.01f32, 0.5, 0.99]];
-        declip(&mut planes, &[0.1], Clipping::default());
-        assert_eq!(planes[0], [0.01, 0.5, 0.99]);
+        let mut plane = [0.01f32, 0.5, 0.99];
+        declip(&mut plane, 0.1, Clipping::default());
+        assert_eq!(plane, [0.01, 0.5, 0.99]);
         // Frames with no footage noise are left alone too.
-        declip(&mut planes, &[0.0], BOTH);
-        assert_eq!(planes[0], [0.01, 0.5, 0.99]);
+        declip(&mut plane, 0.0, BOTH);
+        assert_eq!(plane, [0.01, 0.5, 0.99]);
+        // Both ends clipped: the dark value is lowered.
+        declip(&mut plane, 0.1, BOTH);
+        assert!(plane[0] < 0.01);
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub use pipeline::{
     FrameParams, Frames, NoControl, Request, Settings, MAX_NOISE_LEVEL, MAX_RADIUS, MAX_SMOOTHING,
     MAX_STEPS,
 };
-pub use plan::{chunks_covering, Cover, Shot};
+pub use plan::{chunks_for, Chunk, Shot};
 pub use tiles::TileGrid;
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
-//! One render call, host-agnostic: plan the chunks covering frame t, and for each tile of the
-//! window fetch or compute every chunk (source tiles -> start noise -> sampler -> temporal
-//! smoothing -> clipped-noise correction), then blend the chunks in time, the tiles in space,
-//! and the source back in by Mix.
+//! One render call, host-agnostic: plan the frames t is smoothed over and the chunks holding
+//! them, and for each tile of the window fetch or compute every chunk (source tiles -> start
+//! noise -> sampler, cached), smooth frame t over its denoised neighbours, undo the clipping
+//! bias, then blend the tiles in space and the source back in by Mix.
 use std::sync::Arc;
 
 use candle_core::Tensor;
@@ -11,7 +11,7 @@ use parking_lot::{Condvar, Mutex};
 use super::cache::{self, ChunkCache, ChunkData, ChunkKey};
 use super::declip::{declip, NoiseClipping};
 use super::image::{sanitize, Rect, RgbImage};
-use super::plan::{self, Cover, Shot};
+use super::plan::{self, Chunk, Shot};
 use super::smooth::smooth;
 use super::tiles::TileGrid;
 use crate::model::Model;
@@ -41,7 +41,7 @@ pub struct FrameParams {
     pub noise_level: f32,
     pub strength: f32,
     pub detail: f32,
-    /// Temporal Smoothing: gate of the averaging across a chunk's frames (0: off).
+    /// Temporal Smoothing: gate of the averaging over the frames t-r..t+r (0: off).
     pub smoothing: f32,
     pub mix: f32,
 }
@@ -200,57 +200,94 @@ pub fn render_with(
         return fetch_sane(frames, t, window);
     }
 
-    // 1. Plan: tiles of the window, chunks covering t, the frames and region they read.
+    // 1. Plan: tiles of the window, the frames t is smoothed over, the chunks holding them
+    //    (only t's own without smoothing), and the frames and region those read.
+    let footage_t = p_t.noise_level * s.render_scale as f32;
+    let start_t = start_sigma(footage_t, p_t.strength);
+    let smoothing = start_t > 0.0 && p_t.smoothing > 0.0;
     let grid = TileGrid::new(s.tile_size);
     let tiles = grid.tiles_for(window, bounds);
     let region = tiles.iter().fold(Rect::default(), |a, r| a.union(r));
-    let covers = plan::chunks_covering(t, s.radius, req.shot);
-    let f0 = covers.iter().map(|c| c.first).min().unwrap_or(t);
-    let f1 = covers.iter().map(|c| c.last).max().unwrap_or(t);
+    let (wa, wb) = plan::window(t, s.radius, req.shot);
+    let mut chunks = plan::chunks_for(t, s.radius, req.shot);
+    if !smoothing {
+        chunks.retain(|c| c.first <= t && t <= c.last);
+    }
+    // The window's sources are read either way: Noise Clipping Auto looks at all of them.
+    let f0 = chunks.iter().map(|c| c.first).fold(wa, i64::min);
+    let f1 = chunks.iter().map(|c| c.last).fold(wb, i64::max);
 
     // 2. Sources and parameters of every frame, read once.
     let sources = (f0..=f1)
         .map(|f| fetch_sane(frames, f, region))
         .collect::<Result<Vec<_>>>()?;
     let params: Vec<FrameParams> = (f0..=f1).map(|f| frames.params(f).sanitized()).collect();
+    let denoised_from = |f: i64| {
+        let p = &params[(f - f0) as usize];
+        start_sigma(p.noise_level * s.render_scale as f32, p.strength)
+    };
 
-    // 3. Per tile: fetch or compute each chunk, blend frame t across chunks, then into the window.
+    // 3. Per tile: fetch or compute each chunk, smooth frame t over its window, undo the
+    //    clipping bias, then add the tile into the window.
     let mut acc = vec![0f32; window.area() * 3];
     let mut wsum = vec![0f32; window.area()];
-    let units = (tiles.len() * covers.len()) as f64;
+    let units = (tiles.len() * chunks.len()) as f64;
     for (ti, tile) in tiles.iter().enumerate() {
         let planes: Vec<Vec<f32>> = sources.iter().map(|src| src.planar(tile)).collect();
         let hashes: Vec<blake3::Hash> = planes.iter().map(|p| hash_plane(p)).collect();
-        let mut blended = vec![0f32; tile.area() * 3];
-        for (ci, cover) in covers.iter().enumerate() {
-            let range = (cover.first - f0) as usize..=(cover.last - f0) as usize;
+        let mut computed = Vec::with_capacity(chunks.len());
+        for (ci, chunk) in chunks.iter().enumerate() {
+            let range = (chunk.first - f0) as usize..=(chunk.last - f0) as usize;
             let key = chunk_key(
                 s,
-                cover,
+                chunk,
                 tile,
                 &params[range.clone()],
                 &hashes[range.clone()],
             );
-            let base = (ti * covers.len() + ci) as f64;
+            let base = (ti * chunks.len() + ci) as f64;
             let data = cache.get_or_compute(key, || {
                 let job = ChunkJob {
                     s,
-                    first: cover.first,
+                    first: chunk.first,
                     tile,
                     planes: &planes[range.clone()],
                     params: &params[range],
                 };
                 job.compute(&|f| ctrl.progress((base + f) / units), ctrl)
             })?;
-            let plane = data
-                .plane(t)
-                .ok_or_else(|| Error::Other(format!("chunk {} lacks frame {t}", cover.chunk)))?;
-            for (b, v) in blended.iter_mut().zip(plane) {
-                *b += cover.weight * v;
-            }
+            computed.push(data);
             ctrl.progress((base + 1.0) / units);
         }
-        splat(&grid, &bounds, tile, &blended, &window, &mut acc, &mut wsum);
+        let denoised = |f: i64| -> Result<&[f32]> {
+            computed
+                .iter()
+                .find_map(|d| d.plane(f))
+                .ok_or_else(|| Error::Other(format!("no chunk holds frame {f}")))
+        };
+        let centre = denoised(t)?;
+        let mut result = if smoothing {
+            // Neighbours that were denoised too; untouched frames lend no weight.
+            let others = (wa..=wb)
+                .filter(|&f| f != t && denoised_from(f) > 0.0)
+                .map(denoised)
+                .collect::<Result<Vec<_>>>()?;
+            let gate = p_t.smoothing * start_t.min(SMOOTH_LEVEL_CAP);
+            smooth(
+                centre,
+                &others,
+                tile.width() as usize,
+                tile.height() as usize,
+                gate,
+            )
+        } else {
+            centre.to_vec()
+        };
+        if footage_t > 0.0 {
+            let window_src = &planes[(wa - f0) as usize..=(wb - f0) as usize];
+            declip(&mut result, footage_t, s.clipping.ends(window_src));
+        }
+        splat(&grid, &bounds, tile, &result, &window, &mut acc, &mut wsum);
     }
 
     // 4. Normalise and mix with the source.
@@ -314,20 +351,20 @@ fn hash_plane(v: &[f32]) -> blake3::Hash {
 /// Everything a chunk's pixels depend on, hashed: an upstream edit is never served stale.
 fn chunk_key(
     s: &Settings,
-    cover: &Cover,
+    chunk: &Chunk,
     tile: &Rect,
     params: &[FrameParams],
     hashes: &[blake3::Hash],
 ) -> ChunkKey {
     let mut h = blake3::Hasher::new();
-    h.update(b"vdiff-chunk-v2");
+    h.update(b"vdiff-chunk-v3");
     h.update(s.model.id().as_bytes());
     h.update(s.sampler.to_string().as_bytes());
     for v in [
         s.steps as i64,
         s.seed as i64,
-        cover.first,
-        cover.last,
+        chunk.first,
+        chunk.last,
         tile.x0,
         tile.y0,
         tile.x1,
@@ -336,9 +373,9 @@ fn chunk_key(
         h.update(&v.to_le_bytes());
     }
     h.update(&s.render_scale.to_le_bytes());
-    h.update(s.clipping.label().as_bytes());
+    // Smoothing and the clipping correction come after the cache: not part of the key.
     for (p, src) in params.iter().zip(hashes) {
-        for v in [p.noise_level, p.strength, p.detail, p.smoothing] {
+        for v in [p.noise_level, p.strength, p.detail] {
             h.update(&v.to_le_bytes());
         }
         h.update(src.as_bytes());
@@ -423,10 +460,9 @@ impl ChunkJob<'_> {
             device: device.clone(),
         };
 
-        // 3. The sampler, one model run at a time per process (each run already uses every core;
-        //    so do the smoothing passes, which stay under the same permit).
-        let _permit = MODEL_RUNS.acquire();
+        // 3. The sampler, one model run at a time per process (each run already uses every core).
         let out = {
+            let _permit = MODEL_RUNS.acquire();
             let mut on_step = |i: crate::sampling::StepInfo| {
                 progress(i.step as f64 / i.total.max(1) as f64);
                 !ctrl.aborted()
@@ -444,7 +480,7 @@ impl ChunkJob<'_> {
         let out: Vec<f32> = out.flatten_all()?.to_vec1()?;
 
         // 4. Untouched frames stay bit-exact; others get their out-of-range part back.
-        let mut planes: Vec<Vec<f32>> = self
+        let planes: Vec<Vec<f32>> = self
             .planes
             .iter()
             .enumerate()
@@ -460,14 +496,6 @@ impl ChunkJob<'_> {
             })
             .collect();
 
-        // 5. Temporal smoothing across the chunk, then the clipped-noise correction. The gate
-        //    follows the level each frame was denoised from, up to SMOOTH_LEVEL_CAP: at high
-        //    Strength frames differ by re-created detail, not residual noise, and a gate that
-        //    wide would blend moving content.
-        let amounts: Vec<f32> = self.params.iter().map(|p| p.smoothing).collect();
-        let gates: Vec<f32> = starts.iter().map(|&v| v.min(SMOOTH_LEVEL_CAP)).collect();
-        smooth(&mut planes, w, h, &gates, &amounts);
-        declip(&mut planes, &footage, s.clipping.ends(self.planes));
         Ok(ChunkData {
             first: self.first,
             rect: *self.tile,

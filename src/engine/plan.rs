@@ -1,9 +1,11 @@
-//! The temporal plan: which windows ("chunks") of frames a render at frame t uses, and how their
-//! results are weighted. Chunks sit on a fixed grid of the timeline, so every frame of a shot sees
-//! the same chunks whatever order the host renders in.
+//! The temporal plan: which windows ("chunks") of frames the network denoises together, and
+//! which frames a render at frame t smooths over. Chunks sit on a fixed grid of the timeline, so
+//! every frame of a shot sees the same chunks whatever order the host renders in.
 //!
-//! A chunk of radius r holds K = 2r+1 consecutive frames and chunks start every r+1 frames, so
-//! each frame lies in two chunks (one at radius 0) and overlaps blend with smooth weights.
+//! A chunk of radius r holds K = 2r+1 consecutive frames, chunks tile the timeline without
+//! overlapping (chunk c is frames cK..cK+K-1), so the network runs once per frame. Frame t is then
+//! smoothed over the sliding window t-r..t+r, which crosses chunk edges: there is no seam in time
+//! where one chunk's result hands over to the next.
 
 /// Inclusive frame range that windows may use: frames outside are never read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -28,67 +30,52 @@ pub fn chunk_len(radius: u32) -> i64 {
     2 * radius as i64 + 1
 }
 
-/// Distance between the starts of consecutive chunks.
-pub fn chunk_stride(radius: u32) -> i64 {
-    radius as i64 + 1
+/// A chunk: the network's window, clipped to the shot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Chunk {
+    /// Index on the timeline grid.
+    pub index: i64,
+    pub first: i64,
+    pub last: i64,
 }
 
 /// Inclusive frames of chunk `c`, clipped to the shot (None when it lies outside).
-pub fn chunk_frames(c: i64, radius: u32, shot: Shot) -> Option<(i64, i64)> {
-    let start = c * chunk_stride(radius);
-    let (a, b) = (
+pub fn chunk_frames(c: i64, radius: u32, shot: Shot) -> Option<Chunk> {
+    let start = c * chunk_len(radius);
+    let (first, last) = (
         start.max(shot.first),
         (start + chunk_len(radius) - 1).min(shot.last),
     );
-    (a <= b).then_some((a, b))
+    (first <= last).then_some(Chunk {
+        index: c,
+        first,
+        last,
+    })
 }
 
-/// Weight of the frame at position `j` (0-based, on the unclipped grid) inside a chunk of `len`
-/// frames: a raised sine, largest in the middle, never zero, so clipped chunks still count.
-pub fn position_weight(j: i64, len: i64) -> f32 {
-    let s = (std::f64::consts::PI * (j as f64 + 0.5) / len as f64).sin();
-    (s * s) as f32
-}
-
-/// A chunk covering frame t, with t's normalised blending weight in it.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Cover {
-    pub chunk: i64,
-    pub first: i64,
-    pub last: i64,
-    pub weight: f32,
-}
-
-/// The chunks whose frames include t, in increasing order, weights summing to one.
-pub fn chunks_covering(t: i64, radius: u32, shot: Shot) -> Vec<Cover> {
+/// The frames frame t is smoothed over: t-r..t+r inside the shot.
+pub fn window(t: i64, radius: u32, shot: Shot) -> (i64, i64) {
     let shot = shot.around(t);
-    let (len, stride) = (chunk_len(radius), chunk_stride(radius));
-    let lo = (t - len + 1).div_euclid(stride) + i64::from((t - len + 1).rem_euclid(stride) != 0);
-    let hi = t.div_euclid(stride);
-    let mut covers: Vec<Cover> = (lo..=hi)
-        .filter_map(|c| {
-            let (first, last) = chunk_frames(c, radius, shot)?;
-            let weight = position_weight(t - c * stride, len);
-            Some(Cover {
-                chunk: c,
-                first,
-                last,
-                weight,
-            })
-        })
-        .collect();
-    let total: f32 = covers.iter().map(|c| c.weight).sum();
-    for c in &mut covers {
-        c.weight /= total;
-    }
-    covers
+    let r = radius as i64;
+    ((t - r).max(shot.first), (t + r).min(shot.last))
 }
 
-/// Inclusive range of source frames a render of t reads (GetFramesNeeded).
+/// The chunks holding the frames of t's window, in increasing order.
+pub fn chunks_for(t: i64, radius: u32, shot: Shot) -> Vec<Chunk> {
+    let shot = shot.around(t);
+    let (a, b) = window(t, radius, shot);
+    let len = chunk_len(radius);
+    (a.div_euclid(len)..=b.div_euclid(len))
+        .filter_map(|c| chunk_frames(c, radius, shot))
+        .collect()
+}
+
+/// Inclusive range of source frames a render of t reads (GetFramesNeeded): every frame of the
+/// chunks its window touches.
 pub fn frames_needed(t: i64, radius: u32, shot: Shot) -> (i64, i64) {
-    let covers = chunks_covering(t, radius, shot);
-    let first = covers.iter().map(|c| c.first).min().unwrap_or(t);
-    let last = covers.iter().map(|c| c.last).max().unwrap_or(t);
+    let chunks = chunks_for(t, radius, shot);
+    let first = chunks.iter().map(|c| c.first).min().unwrap_or(t);
+    let last = chunks.iter().map(|c| c.last).max().unwrap_or(t);
     (first, last)
 }
 
@@ -102,37 +89,44 @@ mod tests {
     };
 
     #[test]
-    fn every_frame_is_covered_with_unit_weight() {
+    fn chunks_tile_the_timeline_once() {
         for r in 0..5 {
+            let mut seen = std::collections::HashMap::new();
             for t in -20..=100 {
-                let cov = chunks_covering(t, r, SHOT);
-                // Stride r+1 over 2r+1 frames: a chunk's middle frames have one cover, the
-                // overlaps two; radius 0 is one frame per chunk.
-                let n = cov.len();
-                assert!(n == 1 || (r > 0 && n == 2), "t={t} r={r}: {n} covers");
-                let sum: f32 = cov.iter().map(|c| c.weight).sum();
-                assert!((sum - 1.0).abs() < 1e-6);
-                for c in &cov {
-                    assert!(c.first <= t && t <= c.last && c.weight > 0.0);
+                for c in chunks_for(t, r, SHOT) {
                     assert!(c.first >= SHOT.first && c.last <= SHOT.last);
+                    assert!(c.last - c.first < chunk_len(r));
+                    // The same index always means the same frames.
+                    let prev = seen.insert(c.index, (c.first, c.last));
+                    assert!(
+                        prev.is_none_or(|p| p == (c.first, c.last)),
+                        "r={r} chunk {c:?}"
+                    );
                 }
+            }
+            // Every frame lies in exactly one chunk.
+            for t in -20..=100 {
+                let n = seen.values().filter(|&&(a, b)| a <= t && t <= b).count();
+                assert_eq!(n, 1, "r={r} t={t}");
             }
         }
     }
 
     #[test]
-    fn chunks_sit_on_a_fixed_grid() {
-        // Frames 10 and 11 share a chunk whose bounds do not depend on which one asks.
-        let a = chunks_covering(10, 2, SHOT);
-        let b = chunks_covering(11, 2, SHOT);
-        let shared: Vec<_> = a
-            .iter()
-            .filter(|x| b.iter().any(|y| y.chunk == x.chunk))
-            .collect();
-        assert!(!shared.is_empty());
-        for s in shared {
-            let o = b.iter().find(|y| y.chunk == s.chunk).unwrap();
-            assert_eq!((s.first, s.last), (o.first, o.last));
+    fn the_chunks_hold_the_whole_window() {
+        for r in 0..5 {
+            for t in -20..=100 {
+                let (a, b) = window(t, r, SHOT);
+                assert!(a <= t && t <= b && b - a <= 2 * r as i64);
+                let chunks = chunks_for(t, r, SHOT);
+                for f in a..=b {
+                    assert!(chunks.iter().any(|c| c.first <= f && f <= c.last));
+                }
+                // No chunk is read that the window does not touch.
+                for c in &chunks {
+                    assert!(c.last >= a && c.first <= b, "r={r} t={t}: {c:?}");
+                }
+            }
         }
     }
 
@@ -145,22 +139,15 @@ mod tests {
         }
         // A frame outside the shot reads only itself.
         assert_eq!(frames_needed(50, 4, shot), (50, 50));
+        assert_eq!(window(50, 4, shot), (50, 50));
     }
 
     #[test]
-    fn frames_needed_spans_both_chunks() {
-        let (a, b) = frames_needed(9, 2, SHOT);
-        assert!(a <= 7 && b >= 11, "{a}..{b}");
+    fn frames_needed_spans_the_chunks_of_the_window() {
+        // Radius 2: chunks of 5 frames, [5, 9] and [10, 14]; frame 10's window is 8..12.
+        assert_eq!(frames_needed(10, 2, SHOT), (5, 14));
+        // Frame 7's window 5..9 lies in one chunk.
+        assert_eq!(frames_needed(7, 2, SHOT), (5, 9));
         assert_eq!(frames_needed(9, 0, SHOT), (9, 9));
-    }
-
-    #[test]
-    fn weights_are_smooth_and_positive() {
-        for len in [1, 3, 5, 17] {
-            for j in 0..len {
-                assert!(position_weight(j, len) > 0.0);
-                assert!((position_weight(j, len) - position_weight(len - 1 - j, len)).abs() < 1e-6);
-            }
-        }
     }
 }

@@ -240,8 +240,8 @@ fn threads_match_sequential_and_compute_each_chunk_once() {
         }
     }
     let chunks: HashSet<i64> = (0..8)
-        .flat_map(|t| chunks_covering(t, 1, SHOT))
-        .map(|c| c.chunk)
+        .flat_map(|t| chunks_for(t, 1, SHOT))
+        .map(|c| c.index)
         .collect();
     let tiles = TileGrid::new(64).tiles_for(BOUNDS, BOUNDS).len();
     assert_eq!(cache.stats().computed, chunks.len() * tiles);
@@ -413,7 +413,7 @@ fn mean(img: &RgbImage) -> f64 {
 }
 
 #[test]
-fn clipped_noise_is_corrected_and_the_mode_is_part_of_the_key() {
+fn clipped_noise_is_corrected_per_mode() {
     let cache = ChunkCache::new(1 << 30);
     let with = |clipping| {
         let mut req = request(3, BOUNDS);
@@ -435,8 +435,9 @@ fn clipped_noise_is_corrected_and_the_mode_is_part_of_the_key() {
     assert!(src > 0.03, "source mean {src}");
     assert!(a < k - 0.008, "corrected mean {a}, uncorrected {k}");
     assert!(auto.data.iter().all(|v| (0.0..=1.0).contains(v)));
-    // Each mode computed its own chunks: none was served another mode's result.
-    assert!(cache.stats().computed >= 2 * 2);
+    // The correction follows the cache: every mode was served the same chunks.
+    let tiles = TileGrid::new(64).tiles_for(BOUNDS, BOUNDS).len();
+    assert_eq!(cache.stats().computed, 2 * tiles);
 }
 
 #[test]
@@ -483,4 +484,44 @@ fn temporal_smoothing_is_read_per_frame_and_steadies_static_areas() {
         change(&on),
         change(&off)
     );
+}
+
+#[test]
+fn smoothing_crosses_chunk_edges_and_is_skipped_without_it() {
+    // Radius 1: chunks [0, 2] and [3, 5]; frame 2 is smoothed over frames 1..3.
+    struct Lifted {
+        amount: f32,
+        lift3: f32,
+    }
+    impl Frames for Lifted {
+        fn fetch(&self, t: i64, rect: Rect) -> crate::Result<RgbImage> {
+            let lift = 0.4 + if t == 3 { self.lift3 } else { 0.0 };
+            DarkClip.fetch(t, rect).map(|mut img| {
+                img.data.iter_mut().for_each(|v| *v += lift);
+                img
+            })
+        }
+        fn params(&self, _t: i64) -> FrameParams {
+            FrameParams {
+                noise_level: 0.05,
+                smoothing: self.amount,
+                ..FrameParams::default()
+            }
+        }
+    }
+    let frame2 = |amount: f32, lift3: f32| {
+        let cache = ChunkCache::new(1 << 30);
+        let clip = Lifted { amount, lift3 };
+        let out = render_with(&cache, &request(2, BOUNDS), &clip, &NoControl).unwrap();
+        (bits(&out), cache.stats().computed)
+    };
+    let tiles = TileGrid::new(64).tiles_for(BOUNDS, BOUNDS).len();
+    // With smoothing, frame 3 (in the next chunk) moves frame 2's result: no seam at the edge.
+    let (a, computed) = frame2(1.0, 0.0);
+    assert_ne!(a, frame2(1.0, 0.01).0);
+    assert_eq!(computed, 2 * tiles);
+    // Without, frame 2 comes from its own chunk alone, and only that chunk is computed.
+    let (b, computed) = frame2(0.0, 0.0);
+    assert_eq!(b, frame2(0.0, 0.01).0);
+    assert_eq!(computed, tiles);
 }

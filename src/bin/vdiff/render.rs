@@ -284,9 +284,9 @@ impl<'a> FileFrames<'a> {
         size: (usize, usize),
         radius: usize,
     ) -> Self {
-        // A render at t reads the two chunks covering it: at most 3r+1 frames. Keep those plus
-        // the next frame's newcomer and one spare.
-        let capacity = 3 * radius + 3;
+        // A render at t reads the chunks holding t-r..t+r: at most two of 2r+1 frames. Keep
+        // those plus the next chunk's first frame and one spare.
+        let capacity = 4 * radius + 4;
         FileFrames {
             seq,
             effect,
