@@ -57,7 +57,7 @@ fn bench(c: &mut Criterion) {
                 .expect("render")
             })
         });
-        // A frame whose chunks are cached: fetch, hash and blend only.
+        // A frame whose chunks are cached: fetch, hash, smoothing and clipping correction only.
         let cache = ChunkCache::new(usize::MAX);
         render_with(&cache, &req(settings(1)), &clip, &NoControl).expect("render");
         g.bench_function(format!("cached_frame_{w}x{h}"), |b| {

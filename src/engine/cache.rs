@@ -2,7 +2,7 @@
 //! in bytes with least-recently-used eviction. Concurrent requests for one key compute it once:
 //! the first caller runs the computation, the others wait on the same slot.
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use once_cell::sync::{Lazy, OnceCell};
@@ -62,19 +62,25 @@ pub struct CacheStats {
 pub struct ChunkCache {
     inner: Mutex<Inner>,
     budget: AtomicUsize,
+    /// Some(minimum) for an automatic budget, which grows to what renders reuse (`need`).
+    auto_min: Option<usize>,
+    warned: AtomicBool,
     computed: AtomicUsize,
     hits: AtomicUsize,
 }
 
-/// Default byte budget; `VDIFF_CACHE_MB` overrides it.
+/// Least byte budget of the process-wide cache; it grows to hold what a shot's renders reuse.
+/// `VDIFF_CACHE_MB` sets a fixed budget instead.
 pub const DEFAULT_BUDGET: usize = 1 << 30;
 
 static GLOBAL: Lazy<ChunkCache> = Lazy::new(|| {
-    let budget = std::env::var("VDIFF_CACHE_MB")
+    match std::env::var("VDIFF_CACHE_MB")
         .ok()
         .and_then(|v| v.trim().parse::<usize>().ok())
-        .map_or(DEFAULT_BUDGET, |mb| mb << 20);
-    ChunkCache::new(budget)
+    {
+        Some(mb) => ChunkCache::new(mb << 20),
+        None => ChunkCache::automatic(DEFAULT_BUDGET),
+    }
 });
 
 /// The cache every render shares (it outlives plugin instances).
@@ -83,12 +89,44 @@ pub fn global() -> &'static ChunkCache {
 }
 
 impl ChunkCache {
+    /// A cache with a fixed byte budget.
     pub fn new(budget: usize) -> Self {
         ChunkCache {
             inner: Mutex::new(Inner::default()),
             budget: AtomicUsize::new(budget),
+            auto_min: None,
+            warned: AtomicBool::new(false),
             computed: AtomicUsize::new(0),
             hits: AtomicUsize::new(0),
+        }
+    }
+
+    /// A cache whose budget starts at `min` and grows to what renders reuse (see `need`).
+    pub fn automatic(min: usize) -> Self {
+        ChunkCache {
+            auto_min: Some(min),
+            ..ChunkCache::new(min)
+        }
+    }
+
+    /// Says that renders keep reusing `bytes` of cached chunks (the chunks one frame reads, over
+    /// the whole frame): below that, every frame would recompute what the previous one computed.
+    /// An automatic budget grows to hold it with half as much again to spare (for frames rendered
+    /// in parallel); a fixed budget that is smaller says so in the log, once.
+    pub fn need(&self, bytes: usize) {
+        let want = bytes.saturating_add(bytes / 2);
+        if self.auto_min.is_some() {
+            self.budget.fetch_max(want, Ordering::Relaxed);
+        } else if want > self.budget.load(Ordering::Relaxed)
+            && !self.warned.swap(true, Ordering::Relaxed)
+        {
+            log::warn!(
+                "the chunk cache budget ({} MB, VDIFF_CACHE_MB) is below the {} MB these renders \
+                 reuse: frames will recompute their neighbours' work; raise VDIFF_CACHE_MB, or \
+                 lower Temporal Radius or the frame size",
+                self.budget.load(Ordering::Relaxed) >> 20,
+                want >> 20
+            );
         }
     }
 
@@ -180,6 +218,10 @@ impl ChunkCache {
         let mut inner = self.inner.lock();
         inner.map.clear();
         inner.bytes = 0;
+        // An automatic budget starts over too: the host asked for memory back.
+        if let Some(min) = self.auto_min {
+            self.budget.store(min, Ordering::Relaxed);
+        }
     }
 
     pub fn stats(&self) -> CacheStats {
@@ -236,6 +278,31 @@ mod tests {
         cache
             .get_or_compute(key(0), || panic!("0 was recently used"))
             .unwrap();
+    }
+
+    #[test]
+    fn an_automatic_budget_grows_to_what_renders_reuse() {
+        let one = data(1000).bytes();
+        let auto = ChunkCache::automatic(2 * one);
+        let fixed = ChunkCache::new(2 * one);
+        for cache in [&auto, &fixed] {
+            cache.need(4 * one);
+        }
+        assert_eq!(auto.stats().budget, 6 * one);
+        assert_eq!(fixed.stats().budget, 2 * one);
+        // Four entries fit the grown budget and none is evicted; the fixed one keeps two.
+        for cache in [&auto, &fixed] {
+            for i in 0..4 {
+                cache.get_or_compute(key(i), || Ok(data(1000))).unwrap();
+            }
+        }
+        assert_eq!(auto.stats().entries, 4);
+        assert_eq!(fixed.stats().entries, 2);
+        // It never shrinks by itself; a purge takes it back to its minimum.
+        auto.need(one);
+        assert_eq!(auto.stats().budget, 6 * one);
+        auto.purge();
+        assert_eq!(auto.stats().budget, 2 * one);
     }
 
     #[test]

@@ -9,7 +9,9 @@ mod plan;
 mod smooth;
 mod tiles;
 
-pub use cache::{global as global_cache, CacheStats, ChunkCache};
+pub use cache::{
+    global as global_cache, CacheStats, ChunkCache, DEFAULT_BUDGET as DEFAULT_CACHE_BUDGET,
+};
 pub use declip::{clipped_mean, Clipping, NoiseClipping};
 pub use estimate::estimate_noise;
 pub use image::{sanitize, Rect, RgbImage};

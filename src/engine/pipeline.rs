@@ -213,6 +213,14 @@ pub fn render_with(
     if !smoothing {
         chunks.retain(|c| c.first <= t && t <= c.last);
     }
+    // A shot renders frame after frame from these chunks: the cache must hold them whole.
+    let frame_bytes: usize = grid
+        .tiles_for(bounds, bounds)
+        .iter()
+        .map(|r| r.area() * 3 * std::mem::size_of::<f32>())
+        .sum();
+    let chunk_frames: usize = chunks.iter().map(|c| (c.last - c.first + 1) as usize).sum();
+    cache.need(frame_bytes * chunk_frames);
     // The window's sources are read either way: Noise Clipping Auto looks at all of them.
     let f0 = chunks.iter().map(|c| c.first).fold(wa, i64::min);
     let f1 = chunks.iter().map(|c| c.last).fold(wb, i64::max);

@@ -98,8 +98,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         a.frames,
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
-    outln!("| size | s/frame (amortised) | ms per MP-frame per step | cached frame ms | chunk-tiles computed |");
-    outln!("|---|---|---|---|---|");
+    outln!("| size | s/frame (amortised) | ms per MP-frame per step | cached frame ms | chunk-tiles computed | cache budget MB |");
+    outln!("|---|---|---|---|---|---|");
     for (w, h) in sizes {
         let r = vdiff::bench::run_with_control(
             &settings,
@@ -113,11 +113,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             },
         )?;
         outln!(
-            "| {w}x{h} | {:.2} | {:.1} | {:.1} | {} |",
+            "| {w}x{h} | {:.2} | {:.1} | {:.1} | {} | {} |",
             r.seconds_per_frame,
             r.ms_per_mp_step,
             r.cached_frame_ms,
-            r.chunks_computed
+            r.chunks_computed,
+            r.cache_budget >> 20
         );
     }
     Ok(())
