@@ -235,8 +235,9 @@ pub const PARAMS: &[ParamDef] = &[
     ParamDef {
         id: ids::TEMPORAL_RADIUS,
         label: "Temporal Radius",
-        hint: "Frames on each side the model sees together. Larger values flicker less and cost \
-               more memory and time; 0 processes frames one by one.",
+        hint: "The model denoises runs of 2r+1 frames together, and each frame is smoothed over \
+               the r frames on each side. Larger values flicker less and cost memory (and host \
+               frames) more than time; 0 processes frames one by one.",
         group: Some(Group::Temporal),
         kind: Kind::Int {
             default: 2,
@@ -249,9 +250,9 @@ pub const PARAMS: &[ParamDef] = &[
     ParamDef {
         id: ids::TEMPORAL_SMOOTHING,
         label: "Temporal Smoothing",
-        hint: "Averages each denoised frame with the other frames of its window wherever they \
-               agree, which removes the residual shimmer of static areas. 0 turns it off; \
-               higher values also smooth across slow motion (and may soften it).",
+        hint: "Averages each denoised frame with the denoised frames within Temporal Radius \
+               wherever they agree, which removes the residual shimmer of static areas. 0 turns \
+               it off; higher values also smooth across slow motion (and may soften it).",
         group: Some(Group::Temporal),
         kind: Kind::Double {
             default: 0.5,
