@@ -144,5 +144,13 @@ for s in $SIGMAS; do
     done
 done
 
-python3 "$here/compare/table.py" "$results" "Denoisers on the VDiff validation clips (noise seed $SEED)" > "$table"
+# Where and with what the rows were measured (the seconds per frame are this machine's).
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -1)
+cv=$(python3 -c "import cv2; print(cv2.__version__)" 2>/dev/null || echo "not installed")
+rev=$(git -C "$root" describe --always --dirty 2>/dev/null || echo "unknown")
+about="Written by benches/compare_denoisers.sh on $(date -u +%F) (methods: $METHODS; sigmas: $SIGMAS). \
+$(ffmpeg -version | head -1 | cut -d' ' -f1-3), OpenCV $cv, VDiff $rev at its default settings \
+(render flags: ${VDIFF_ARGS:-none but --noise-level}) with ${MODEL:-the built-in model}; $(nproc) cores of ${cpu:-an unknown CPU}. Rows of \
+methods this run did not redo come from earlier runs."
+python3 "$here/compare/table.py" "$results" "Denoisers on the VDiff validation clips (noise seed $SEED)" "$about" > "$table"
 echo "wrote $table"

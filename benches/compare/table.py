@@ -5,7 +5,8 @@ the per-clip figures), and seconds per frame (total time / total frames); then V
 quality target (at least 1 dB above the best classic PSNR, flicker no worse than the steadiest
 classic method; the ablations are not classic methods); a last table lists every clip.
 
-Usage: table.py RESULTS.jsonl [TITLE] > TABLE.md
+Usage: table.py RESULTS.jsonl [TITLE [ABOUT]] > TABLE.md   (ABOUT: a provenance line, kept as
+a comment at the top)
 """
 import json
 import sys
@@ -20,7 +21,8 @@ def main():
     groups = OrderedDict()
     for r in rows:
         groups.setdefault((r["sigma"], r["method"]), []).append(r)
-    out = [f"# {title}", ""]
+    out = [f"<!-- {sys.argv[3]} -->"] if len(sys.argv) > 3 else []
+    out += [f"# {title}", ""]
     out.append("Mean over the validation clips (vtest, box, megamind; 24 frames each unless noted).")
     out.append("PSNR in dB and SSIM (11x11 Gaussian window, per RGB channel) against the clean frames;")
     out.append("flicker = mean |temporal difference error| on the 0-255 scale (lower is steadier).")
