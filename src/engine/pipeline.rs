@@ -59,6 +59,13 @@ impl Default for FrameParams {
 }
 
 impl FrameParams {
+    /// (footage noise, start level) at a render scale: the footage's own noise, smaller at proxy
+    /// scale, and that noise raised by Strength, which the sampler starts from (0: untouched).
+    pub fn levels(&self, render_scale: f64) -> (f32, f32) {
+        let footage = self.noise_level * render_scale as f32;
+        (footage, start_sigma(footage, self.strength))
+    }
+
     /// Clamped to the parameter ranges, non-finite values replaced by the defaults: a host's odd
     /// value never reaches the sampler.
     pub fn sanitized(self) -> Self {
@@ -202,8 +209,7 @@ pub fn render_with(
 
     // 1. Plan: tiles of the window, the frames t is smoothed over, the chunks holding them
     //    (only t's own without smoothing), and the frames and region those read.
-    let footage_t = p_t.noise_level * s.render_scale as f32;
-    let start_t = start_sigma(footage_t, p_t.strength);
+    let (footage_t, start_t) = p_t.levels(s.render_scale);
     let smoothing = start_t > 0.0 && p_t.smoothing > 0.0;
     let grid = TileGrid::new(s.tile_size);
     let tiles = grid.tiles_for(window, bounds);
@@ -230,10 +236,7 @@ pub fn render_with(
         .map(|f| fetch_sane(frames, f, region))
         .collect::<Result<Vec<_>>>()?;
     let params: Vec<FrameParams> = (f0..=f1).map(|f| frames.params(f).sanitized()).collect();
-    let denoised_from = |f: i64| {
-        let p = &params[(f - f0) as usize];
-        start_sigma(p.noise_level * s.render_scale as f32, p.strength)
-    };
+    let denoised_from = |f: i64| params[(f - f0) as usize].levels(s.render_scale).1;
 
     // 3. Per tile: fetch or compute each chunk, smooth frame t over its window, undo the
     //    clipping bias, then add the tile into the window.
@@ -406,18 +409,9 @@ impl ChunkJob<'_> {
         let s = self.s;
         let (w, h) = (self.tile.width() as usize, self.tile.height() as usize);
         let (k, n) = (self.planes.len(), 3 * w * h);
-        // 1. Start levels: the footage's own noise (smaller at proxy scale) raised by Strength.
-        let footage: Vec<f32> = self
-            .params
-            .iter()
-            .map(|p| p.noise_level * s.render_scale as f32)
-            .collect();
-        let starts: Vec<f32> = self
-            .params
-            .iter()
-            .zip(&footage)
-            .map(|(p, &nl)| start_sigma(nl, p.strength))
-            .collect();
+        // 1. Start levels: the footage's own noise raised by Strength.
+        let (footage, starts): (Vec<f32>, Vec<f32>) =
+            self.params.iter().map(|p| p.levels(s.render_scale)).unzip();
         if starts.iter().all(|&v| v == 0.0) {
             return Ok(ChunkData {
                 first: self.first,
