@@ -12,7 +12,7 @@ mod tiles;
 pub use cache::{
     global as global_cache, CacheStats, ChunkCache, DEFAULT_BUDGET as DEFAULT_CACHE_BUDGET,
 };
-pub use declip::{clipped_mean, Clipping, NoiseClipping};
+pub use declip::NoiseClipping;
 pub use estimate::estimate_noise;
 pub use image::{sanitize, Rect, RgbImage};
 pub use pipeline::{
@@ -20,7 +20,7 @@ pub use pipeline::{
     FrameParams, Frames, NoControl, Request, Settings, MAX_NOISE_LEVEL, MAX_RADIUS, MAX_SMOOTHING,
     MAX_STEPS,
 };
-pub use plan::{chunks_for, Chunk, Shot};
+pub use plan::Shot;
 pub use tiles::TileGrid;
 
 #[cfg(test)]

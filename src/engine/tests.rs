@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use super::plan::chunks_for;
 use super::*;
 use crate::sampling::noise::gaussian;
 use crate::sampling::SamplerKind;

@@ -120,7 +120,7 @@ pub struct EffectArgs {
     #[arg(long, value_name = "0..8|KEYS", default_value = "2", value_parser = int_curve(0, 8), allow_negative_numbers = true,
         help_heading = "Effect")]
     pub temporal_radius: IntCurve,
-    /// Averages each denoised frame with the frames of its window where they agree (0 = off).
+    /// Averages each denoised frame with its denoised neighbours where they agree (0 = off).
     #[arg(long, value_name = "0..2|KEYS", default_value = "0.5", value_parser = curve(0.0, 2.0), allow_negative_numbers = true,
         help_heading = "Effect")]
     pub temporal_smoothing: Curve,
