@@ -4,6 +4,7 @@
 pub mod animate;
 pub mod checkpoint;
 pub mod data;
+pub mod holdout;
 pub mod optim;
 pub mod prepare;
 pub mod rng;

@@ -98,13 +98,13 @@ pub struct PrepareSummary {
     pub skipped: Vec<String>,
 }
 
-fn io(ctx: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+pub(super) fn io(ctx: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
     let ctx = ctx.into();
     move |e| Error::io(ctx, e)
 }
 
 /// Runs an external tool, turning "not installed" into an instruction.
-fn run_tool(cmd: &mut Command, tool: &str, package: &str) -> Result<()> {
+pub(super) fn run_tool(cmd: &mut Command, tool: &str, package: &str) -> Result<()> {
     let out = cmd.output().map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             Error::Other(format!(
@@ -149,7 +149,7 @@ pub fn extract_frames(video: &Path, filter: &str, dir: &Path) -> Result<usize> {
     Ok(list_frames(dir)?.len())
 }
 
-fn fresh_dir(dir: &Path) -> Result<()> {
+pub(super) fn fresh_dir(dir: &Path) -> Result<()> {
     if dir.exists() {
         std::fs::remove_dir_all(dir).map_err(io(format!("removing {}", dir.display())))?;
     }
@@ -157,7 +157,11 @@ fn fresh_dir(dir: &Path) -> Result<()> {
 }
 
 /// Moves `frames[range]` into a fresh `dest`, renumbered 0000.png, 0001.png, ...
-fn move_frames(frames: &[PathBuf], range: std::ops::Range<usize>, dest: &Path) -> Result<usize> {
+pub(super) fn move_frames(
+    frames: &[PathBuf],
+    range: std::ops::Range<usize>,
+    dest: &Path,
+) -> Result<usize> {
     fresh_dir(dest)?;
     for (i, f) in frames[range.clone()].iter().enumerate() {
         let to = dest.join(format!("{i:04}.png"));
@@ -302,49 +306,70 @@ fn animate_photos(
         if is_redundant_photo(&stem) {
             continue;
         }
-        // ffmpeg decodes JPEG (our image reader does not) and normalises every layout to RGB.
-        let png = tmp.join(format!("photo-{stem}.png"));
-        let mut cmd = Command::new("ffmpeg");
-        cmd.args(["-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i"])
-            .arg(&p)
-            .args(["-frames:v", "1", "-pix_fmt", "rgb24"])
-            .arg(&png);
-        if let Err(e) = run_tool(&mut cmd, "ffmpeg", "ffmpeg") {
-            summary.skipped.push(format!("{}: {e}", p.display()));
-            continue;
-        }
-        let (w, h, px) = match read_frame(&png) {
-            Ok(f) => f,
-            Err(e) => {
-                summary.skipped.push(format!("{}: {e}", p.display()));
-                continue;
-            }
-        };
-        let (w, h) = (w as usize, h as usize);
-        // The move is keyed by the photo's name, so adding photos does not change the others.
-        let key = hash_words(&stem.bytes().map(u64::from).collect::<Vec<_>>());
-        let mut rng = Rng::new(opts.seed, key, 0);
-        let Some(m) = Motion::plan(w, h, opts.photo_frames, opts.photo_max_size, 96, &mut rng)
-        else {
-            summary
-                .skipped
-                .push(format!("{}: {w}x{h} is too small to animate", p.display()));
-            continue;
-        };
         let name = format!("photo-{stem}");
         let dest = opts.out.join("train").join(&name);
-        fresh_dir(&dest)?;
-        for t in 0..m.frames {
-            let f = m.render(&px, w, h, t);
-            write_png8(&dest.join(format!("{t:04}.png")), m.out_w, m.out_h, &f)?;
+        let shot = PhotoShot {
+            frames: opts.photo_frames,
+            max_size: opts.photo_max_size,
+            prescale: None,
+            seed: opts.seed,
+        };
+        match animate_photo(&p, &stem, &shot, tmp, &dest) {
+            Ok(m) => {
+                log(&format!(
+                    "train/{name}: {} frames of {}x{}",
+                    m.frames, m.out_w, m.out_h
+                ));
+                summary.train.push((dest, m.frames));
+            }
+            Err(e) => summary.skipped.push(format!("{}: {e}", p.display())),
         }
-        log(&format!(
-            "train/{name}: {} frames of {}x{}",
-            m.frames, m.out_w, m.out_h
-        ));
-        summary.train.push((dest, m.frames));
     }
     Ok(())
+}
+
+/// How a photo becomes a clip: frame count, largest output side, an optional ffmpeg filter
+/// applied when decoding (to bring a large photo near the output's scale first) and the seed.
+#[derive(Clone, Debug)]
+pub struct PhotoShot<'a> {
+    pub frames: usize,
+    pub max_size: usize,
+    pub prescale: Option<&'a str>,
+    pub seed: u64,
+}
+
+/// Animates one photo into `dest/%04d.png` with a smooth camera move keyed by `key` (the seed
+/// and the key alone decide the move, so adding photos does not change the others).
+pub(super) fn animate_photo(
+    photo: &Path,
+    key: &str,
+    shot: &PhotoShot,
+    tmp: &Path,
+    dest: &Path,
+) -> Result<Motion> {
+    // ffmpeg decodes JPEG (our image reader does not) and normalises every layout to RGB.
+    let png = tmp.join(format!("photo-{key}.png"));
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i"])
+        .arg(photo)
+        .args(["-frames:v", "1", "-pix_fmt", "rgb24"]);
+    if let Some(f) = shot.prescale {
+        cmd.args(["-vf", f]);
+    }
+    cmd.arg(&png);
+    run_tool(&mut cmd, "ffmpeg", "ffmpeg")?;
+    let (w, h, px) = read_frame(&png)?;
+    let (w, h) = (w as usize, h as usize);
+    let key_hash = hash_words(&key.bytes().map(u64::from).collect::<Vec<_>>());
+    let mut rng = Rng::new(shot.seed, key_hash, 0);
+    let m = Motion::plan(w, h, shot.frames, shot.max_size, 96, &mut rng)
+        .ok_or_else(|| Error::Other(format!("{w}x{h} is too small to animate")))?;
+    fresh_dir(dest)?;
+    for t in 0..m.frames {
+        let f = m.render(&px, w, h, t);
+        write_png8(&dest.join(format!("{t:04}.png")), m.out_w, m.out_h, &f)?;
+    }
+    Ok(m)
 }
 
 /// The stereo-calibration series (left01..left14, right01..right14) are 26 near-identical

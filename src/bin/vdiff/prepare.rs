@@ -9,7 +9,7 @@ use vdiff::train::prepare::{self, PrepareOptions, DEFAULT_SOURCE};
 /// package opencv-doc, or write noisy copies of clean frames with --noisy.
 #[derive(clap::Args)]
 #[command(
-    after_help = "Examples:\n  vdiff prepare --out data\n  vdiff prepare --noisy 25 --seed 0 --from data/val --out data/noisy25"
+    after_help = "Examples:\n  vdiff prepare --out data\n  vdiff prepare --noisy 25 --seed 0 --from data/val --out data/noisy25\n  benches/holdout/fetch.sh sources && vdiff prepare --holdout sources --out data/holdout"
 )]
 pub struct Args {
     /// Output folder: the dataset, or with --noisy the noisy frames.
@@ -31,6 +31,10 @@ pub struct Args {
     /// Clean frames for --noisy: a sequence folder, or a folder of them (e.g. DIR/val).
     #[arg(long, value_name = "DIR")]
     pub from: Option<PathBuf>,
+    /// Write the held-out validation clips (OUT/<clip>/%04d.png) from the files that
+    /// benches/holdout/fetch.sh put in DIR, instead of the training data. Never train on them.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["noisy", "from"])]
+    pub holdout: Option<PathBuf>,
     /// Seed of the noise (--noisy) or of the photo camera moves.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -47,6 +51,14 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 a.seed
             );
         }
+        return Ok(());
+    }
+    if let Some(src) = a.holdout {
+        let written = vdiff::train::holdout::prepare_holdout(&src, &a.out, a.seed, &mut |line| {
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stdout().lock(), "{line}");
+        })?;
+        outln!("{}: {} held-out clips", a.out.display(), written.len());
         return Ok(());
     }
     if a.from.is_some() {
