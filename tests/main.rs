@@ -12,4 +12,9 @@ mod host;
     any(target_arch = "x86_64", target_arch = "aarch64")
 ))]
 mod host_scenarios;
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+mod real_hosts;
 mod train;

@@ -23,8 +23,13 @@ pub fn render(call: &Call<'_>) -> Result<Reply> {
         .effect
         .ok_or_else(|| Error::Other("Render without an effect handle".into()))?;
     match render_frame(&fx, call) {
-        Ok(()) => {
+        Ok(Outcome::Rendered) => {
             messages::clear(&fx);
+            Ok(Reply::Ok)
+        }
+        Ok(Outcome::PassedThrough(e)) => {
+            log::warn!("{e}: the frame passes through unchanged");
+            messages::report(&fx, &e);
             Ok(Reply::Ok)
         }
         Err(e) => {
@@ -37,7 +42,17 @@ pub fn render(call: &Call<'_>) -> Result<Reply> {
     }
 }
 
-fn render_frame(fx: &ImageEffect<'_>, call: &Call<'_>) -> Result<()> {
+/// How a render call ended, when it wrote the output.
+enum Outcome {
+    Rendered,
+    /// The model could not be loaded (a missing or broken Model File): the source was copied
+    /// to the output so that a batch render finishes, and the error is shown on the instance.
+    /// NOTE: Natron abandons the whole render when one frame fails, and MLT passes a failed
+    /// frame through by itself: passing through here gives every host the same result.
+    PassedThrough(Error),
+}
+
+fn render_frame(fx: &ImageEffect<'_>, call: &Call<'_>) -> Result<Outcome> {
     let args = call
         .in_args
         .ok_or_else(|| Error::Other("Render without arguments".into()))?;
@@ -49,7 +64,7 @@ fn render_frame(fx: &ImageEffect<'_>, call: &Call<'_>) -> Result<()> {
     if window.is_empty() {
         // Nothing to write: fetch nothing (a host may refuse an empty region, and the spec
         // treats a failed fetch as black, not as the user's problem).
-        return Ok(());
+        return Ok(Outcome::Rendered);
     }
 
     let set = fx.params()?;
@@ -64,40 +79,51 @@ fn render_frame(fx: &ImageEffect<'_>, call: &Call<'_>) -> Result<()> {
     };
 
     let connected = source.connected();
+    let pass_through = || -> Result<RgbImage> {
+        let bounds = rod_pixels(&source, t, scale)?;
+        let mut img = frames.fetch(frame, window.intersect(&bounds))?;
+        img.data.iter_mut().for_each(|v| *v = sanitize(*v));
+        Ok(img)
+    };
+    let mut outcome = Outcome::Rendered;
     let rgb = if !connected {
         // General context without an input: transparent black.
         RgbImage::new(Rect::default())
     } else if engine::is_identity(&rp.frame) {
-        let bounds = rod_pixels(&source, t, scale)?;
         // Pass-through: no model needed (a bad Model File does not matter here).
-        let mut img = frames.fetch(frame, window.intersect(&bounds))?;
-        img.data.iter_mut().for_each(|v| *v = sanitize(*v));
-        img
+        pass_through()?
     } else {
         let radius = effective_radius(fx, rp.radius);
         if radius < rp.radius {
             messages::note_no_temporal_access(fx);
         }
         let bounds = rod_pixels(&source, t, scale)?;
-        let model = crate::model::registry::get(&rp.model, rp.device)?;
-        let settings = Settings {
-            model,
-            sampler: rp.sampler,
-            steps: rp.steps,
-            seed: rp.seed,
-            radius,
-            tile_size: rp.tile_size,
-            render_scale: scale.0,
-            clipping: rp.clipping,
-        };
-        let req = Request {
-            t: frame,
-            window,
-            bounds,
-            shot: shot_of(fx, &source),
-            settings,
-        };
-        run_engine(fx, &frames, &req)?
+        match crate::model::registry::get(&rp.model, rp.device) {
+            Err(e @ Error::Model { .. }) => {
+                outcome = Outcome::PassedThrough(e);
+                pass_through()?
+            }
+            model => {
+                let settings = Settings {
+                    model: model?,
+                    sampler: rp.sampler,
+                    steps: rp.steps,
+                    seed: rp.seed,
+                    radius,
+                    tile_size: rp.tile_size,
+                    render_scale: scale.0,
+                    clipping: rp.clipping,
+                };
+                let req = Request {
+                    t: frame,
+                    window,
+                    bounds,
+                    shot: shot_of(fx, &source),
+                    settings,
+                };
+                run_engine(fx, &frames, &req)?
+            }
+        }
     };
 
     // Alpha comes from the source at the same pixel; fetch it only when the output has alpha.
@@ -112,7 +138,7 @@ fn render_frame(fx: &ImageEffect<'_>, call: &Call<'_>) -> Result<()> {
     let alpha_px = alpha.as_ref().map(|a| a.pixels()).transpose()?;
     let mut dst = out.pixels_mut(window);
     write_window(&mut dst, &rgb, alpha_px.as_ref());
-    Ok(())
+    Ok(outcome)
 }
 
 /// A host call the engine thread asks the host thread to make.

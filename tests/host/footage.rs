@@ -15,6 +15,9 @@ pub struct Footage {
     pub noise: f32,
     /// (frame, x, y) whose RGB are NaN.
     pub nan_pixels: Vec<(i64, i32, i32)>,
+    /// Largest code of an integer file the footage stands for (255, 65535): values are
+    /// rounded to codes / max, as a real host reading that file would give them. None: exact.
+    pub quantize: Option<f32>,
 }
 
 fn mix64(mut z: u64) -> u64 {
@@ -33,6 +36,7 @@ impl Footage {
             seed: 7,
             noise: 0.04,
             nan_pixels: vec![],
+            quantize: None,
         }
     }
 
@@ -76,6 +80,9 @@ impl Footage {
         let mut out = [0.0f32, 0.0, 0.0, 1.0];
         for c in 0..3 {
             out[c] = (base[c] + self.noise * self.noise_at(t, x, y, c as u32)).clamp(0.0, 1.0);
+            if let Some(max) = self.quantize {
+                out[c] = (out[c] * max).round() / max;
+            }
         }
         out
     }
