@@ -265,25 +265,60 @@ fn melt_render(
     let _ = std::fs::remove_dir_all(&out_dir);
     std::fs::create_dir_all(&out_dir).unwrap();
     let pattern = format!("{}/%04d.png", out_dir.display());
-    let out = run_ok(
-        Command::new("timeout")
-            .args(["-k", "10", "120"])
-            .arg(melt)
-            .env("OFX_PLUGIN_PATH", bundle())
-            .arg("-profile")
-            .arg(&profile)
-            .args([input, "in=0", &format!("out={}", frames - 1)])
-            .args(match params {
-                Some(_) => &["-filter", "openfx.net.vdiff.VideoDiffusion"][..],
-                None => &[],
-            })
-            .args(params.unwrap_or_default())
-            .arg("-consumer")
-            .arg(format!("avformat:{pattern}"))
-            .args(["vcodec=png", "start_number=0"])
-            .args(pipe.consumer())
-            .args(extra),
-    );
+    let mut cmd = Command::new("timeout");
+    cmd.args(["-k", "10", "60"])
+        .arg(melt)
+        .env("OFX_PLUGIN_PATH", bundle())
+        .arg("-profile")
+        .arg(&profile)
+        .args([input, "in=0", &format!("out={}", frames - 1)])
+        .args(match params {
+            Some(_) => &["-filter", "openfx.net.vdiff.VideoDiffusion"][..],
+            None => &[],
+        })
+        .args(params.unwrap_or_default())
+        .arg("-consumer")
+        .arg(format!("avformat:{pattern}"))
+        .args(["vcodec=png", "start_number=0"])
+        .args(pipe.consumer())
+        // NOTE: MLT: a consumer's default real_time=1 drops frames that fall behind the clock on
+        // a busy machine; -1 renders every frame on one thread (`extra` may ask for -2).
+        .args(if extra.iter().any(|e| e.starts_with("real_time=")) {
+            &[][..]
+        } else {
+            &["real_time=-1"][..]
+        })
+        .args(extra);
+    // NOTE: MLT 7.41: on a loaded machine melt sometimes starts no consumer at all: it prints
+    // nothing and writes nothing, then exits 0 or sleeps in main() forever (seen with no filter
+    // in the chain too, about 1 run in 10 with four at once). One melt runs at a time here, and
+    // a run that wrote nothing at all and said nothing is tried again, twice at most.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut attempt = 0;
+    let out = loop {
+        attempt += 1;
+        let out = run(&mut cmd);
+        let silent = text(&out).trim().is_empty()
+            && std::fs::read_dir(&out_dir).map_or(0, |d| d.count()) == 0
+            && matches!(out.status.code(), Some(0) | Some(124));
+        if silent && attempt < 3 {
+            eprintln!(
+                "melt started no consumer ({}); running it again",
+                out.status
+            );
+            continue;
+        }
+        assert!(
+            out.status.success(),
+            "{cmd:?} failed ({}):\n{}",
+            out.status,
+            text(&out)
+        );
+        break out;
+    };
     for t in 0..frames {
         assert!(
             frame_path(&pattern, t).is_file(),
