@@ -127,7 +127,10 @@ pub fn run_with_control(
         last: frames as i64 - 1,
     };
     // The plugin's cache policy, so that a budget too small to reuse chunks shows in the count.
-    let cache = ChunkCache::automatic(crate::engine::DEFAULT_CACHE_BUDGET);
+    let cache = ChunkCache::automatic(
+        crate::engine::DEFAULT_CACHE_BUDGET,
+        crate::engine::default_cache_ceiling(),
+    );
     let request = |t: i64| Request {
         t,
         window: bounds,

@@ -5,7 +5,7 @@ use std::ffi::CStr;
 use super::coords::{to_canonical, to_pixels, RectD};
 use super::params::{self, ParamValues};
 use super::pixels::read_rgb;
-use crate::engine::{FrameParams, Rect, RgbImage};
+use crate::engine::{FrameParams, Frames, Rect, RgbImage};
 use crate::ofx::core_consts::kOfxPropTime;
 use crate::ofx::effect_consts::kOfxImageEffectPropRenderScale;
 use crate::ofx::{Clip, ParamSet, PropSet};
@@ -60,16 +60,16 @@ pub struct HostFrames<'a> {
     pub fallback: FrameParams,
 }
 
-impl HostFrames<'_> {
+impl Frames for HostFrames<'_> {
     /// Source pixels of frame t over `rect` (pixels at the render scale). The host image is
     /// released before returning.
-    pub fn fetch(&self, t: i64, rect: Rect) -> Result<RgbImage> {
+    fn fetch(&self, t: i64, rect: Rect) -> Result<RgbImage> {
         let region: RectD = to_canonical(rect, self.scale, self.source.pixel_aspect_ratio());
         let img = self.source.image(t as f64, Some(region))?;
         Ok(read_rgb(&img.pixels()?, rect))
     }
 
-    pub fn params(&self, t: i64) -> FrameParams {
+    fn params(&self, t: i64) -> FrameParams {
         params::frame_params(&self.params, t as f64).unwrap_or_else(|e| {
             log::warn!(
                 "parameters at frame {t} unreadable ({e}); using those of the rendered frame"

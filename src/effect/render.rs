@@ -1,7 +1,7 @@
 //! The Render action: parameters at t, the source window of frames through the engine, the result
-//! written into the output window. The engine runs on a helper thread while this (the host's)
-//! thread serves its host calls, so every host call is made on a thread the host called us on.
-use std::sync::mpsc::{channel, sync_channel, Sender, SyncSender};
+//! written into the output window. Everything runs on the host's thread: the engine calls back
+//! for source frames, parameters, progress and abort through `HostFrames` and `HostControl`.
+use std::cell::Cell;
 
 use super::actions::{effective_radius, shot_of};
 use super::adapt::{render_scale, rod_pixels, time, HostFrames};
@@ -10,9 +10,7 @@ use super::messages;
 use super::params;
 use super::pixels::write_window;
 use super::{OUTPUT, SOURCE};
-use crate::engine::{
-    self, sanitize, Control, FrameParams, Frames, Rect, Request, RgbImage, Settings,
-};
+use crate::engine::{self, sanitize, Control, Frames, Rect, Request, RgbImage, Settings};
 use crate::ofx::effect_consts::kOfxImageEffectPropRenderWindow;
 use crate::ofx::pixels::Components;
 use crate::ofx::{Call, ImageEffect, Reply};
@@ -141,57 +139,6 @@ fn render_frame(fx: &ImageEffect<'_>, call: &Call<'_>) -> Result<Outcome> {
     Ok(outcome)
 }
 
-/// A host call the engine thread asks the host thread to make.
-enum HostCall {
-    Fetch(i64, Rect, SyncSender<Result<RgbImage>>),
-    Params(i64, SyncSender<FrameParams>),
-    Progress(f64),
-    Aborted(SyncSender<bool>),
-}
-
-/// The engine's view of the host, from its own thread: every call is a message.
-struct Proxy {
-    tx: Sender<HostCall>,
-}
-
-fn gone() -> Error {
-    Error::Other("the render was stopped on the host's side".into())
-}
-
-impl Frames for Proxy {
-    fn fetch(&self, t: i64, rect: Rect) -> Result<RgbImage> {
-        let (reply, answer) = sync_channel(1);
-        self.tx
-            .send(HostCall::Fetch(t, rect, reply))
-            .map_err(|_| gone())?;
-        answer.recv().map_err(|_| gone())?
-    }
-
-    fn params(&self, t: i64) -> FrameParams {
-        let (reply, answer) = sync_channel(1);
-        // If the host side has gone, the render is ending anyway: defaults are never used.
-        if self.tx.send(HostCall::Params(t, reply)).is_err() {
-            return FrameParams::default();
-        }
-        answer.recv().unwrap_or_default()
-    }
-}
-
-impl Control for Proxy {
-    fn progress(&self, fraction: f64) {
-        // Fire and forget: a vanished host side shows up at the next fetch or abort test.
-        drop(self.tx.send(HostCall::Progress(fraction)));
-    }
-
-    fn aborted(&self) -> bool {
-        let (reply, answer) = sync_channel(1);
-        if self.tx.send(HostCall::Aborted(reply)).is_err() {
-            return true;
-        }
-        answer.recv().unwrap_or(true)
-    }
-}
-
 /// Ends the progress bar on every path.
 struct ProgressBar<'a>(Option<ImageEffect<'a>>);
 
@@ -203,38 +150,32 @@ impl Drop for ProgressBar<'_> {
     }
 }
 
-/// Stack for the engine thread: candle's kernels recurse little, but the default 2 MiB of a
-/// spawned thread is less than a host's render thread usually has.
-const ENGINE_STACK: usize = 16 << 20;
+/// Progress and abort through the host; a progress update the host refuses cancels the render.
+struct HostControl<'a> {
+    fx: ImageEffect<'a>,
+    bar: bool,
+    cancelled: Cell<bool>,
+}
 
-/// Runs `engine::render` on a helper thread and serves its host calls here.
+impl Control for HostControl<'_> {
+    fn progress(&self, fraction: f64) {
+        if self.bar && !self.fx.progress_update(fraction) {
+            self.cancelled.set(true);
+        }
+    }
+
+    fn aborted(&self) -> bool {
+        self.cancelled.get() || self.fx.aborted()
+    }
+}
+
+/// Runs `engine::render` with the host's frames, progress bar and abort test.
 fn run_engine(fx: &ImageEffect<'_>, frames: &HostFrames<'_>, req: &Request) -> Result<RgbImage> {
     let bar = ProgressBar(fx.progress_start("Video Diffusion").then_some(*fx));
-    let mut cancelled = false;
-    let (tx, rx) = channel::<HostCall>();
-    std::thread::scope(|s| {
-        let proxy = Proxy { tx };
-        let worker = std::thread::Builder::new()
-            .name("vdiff-render".into())
-            .stack_size(ENGINE_STACK)
-            .spawn_scoped(s, move || engine::render(req, &proxy, &proxy))
-            .map_err(|e| Error::io("starting the render thread", e))?;
-        // Ends when the worker drops the proxy, i.e. when the engine is done.
-        for call in rx {
-            match call {
-                HostCall::Fetch(t, rect, reply) => drop(reply.send(frames.fetch(t, rect))),
-                HostCall::Params(t, reply) => drop(reply.send(frames.params(t))),
-                HostCall::Progress(f) => {
-                    if bar.0.is_some() && !fx.progress_update(f) {
-                        cancelled = true;
-                    }
-                }
-                HostCall::Aborted(reply) => drop(reply.send(cancelled || fx.aborted())),
-            }
-        }
-        match worker.join() {
-            Ok(r) => r,
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
-    })
+    let ctrl = HostControl {
+        fx: *fx,
+        bar: bar.0.is_some(),
+        cancelled: Cell::new(false),
+    };
+    engine::render(req, frames, &ctrl)
 }

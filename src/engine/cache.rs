@@ -62,8 +62,9 @@ pub struct CacheStats {
 pub struct ChunkCache {
     inner: Mutex<Inner>,
     budget: AtomicUsize,
-    /// Some(minimum) for an automatic budget, which grows to what renders reuse (`need`).
-    auto_min: Option<usize>,
+    /// Some((minimum, ceiling)) for an automatic budget, which grows to what renders reuse
+    /// (`need`) but never past the ceiling, and returns to the minimum on `purge`.
+    auto: Option<(usize, usize)>,
     warned: AtomicBool,
     computed: AtomicUsize,
     hits: AtomicUsize,
@@ -73,13 +74,31 @@ pub struct ChunkCache {
 /// `VDIFF_CACHE_MB` sets a fixed budget instead.
 pub const DEFAULT_BUDGET: usize = 1 << 30;
 
+/// Highest automatic budget: a quarter of the machine's memory (a host holds frames of its own,
+/// and several may run), and never below the least budget. Machines whose memory cannot be read
+/// get 4 GiB.
+pub fn default_ceiling() -> usize {
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| mem_total_bytes(&m))
+        .unwrap_or(16 << 30);
+    (total / 4).max(DEFAULT_BUDGET)
+}
+
+/// `MemTotal` of a /proc/meminfo text, in bytes.
+fn mem_total_bytes(meminfo: &str) -> Option<usize> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kb: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+    kb.checked_mul(1024)
+}
+
 static GLOBAL: Lazy<ChunkCache> = Lazy::new(|| {
     match std::env::var("VDIFF_CACHE_MB")
         .ok()
         .and_then(|v| v.trim().parse::<usize>().ok())
     {
         Some(mb) => ChunkCache::new(mb << 20),
-        None => ChunkCache::automatic(DEFAULT_BUDGET),
+        None => ChunkCache::automatic(DEFAULT_BUDGET, default_ceiling()),
     }
 });
 
@@ -94,17 +113,18 @@ impl ChunkCache {
         ChunkCache {
             inner: Mutex::new(Inner::default()),
             budget: AtomicUsize::new(budget),
-            auto_min: None,
+            auto: None,
             warned: AtomicBool::new(false),
             computed: AtomicUsize::new(0),
             hits: AtomicUsize::new(0),
         }
     }
 
-    /// A cache whose budget starts at `min` and grows to what renders reuse (see `need`).
-    pub fn automatic(min: usize) -> Self {
+    /// A cache whose budget starts at `min` and grows to what renders reuse (see `need`), up to
+    /// `ceiling`; a purge brings it back to `min`.
+    pub fn automatic(min: usize, ceiling: usize) -> Self {
         ChunkCache {
-            auto_min: Some(min),
+            auto: Some((min, ceiling.max(min))),
             ..ChunkCache::new(min)
         }
     }
@@ -112,18 +132,23 @@ impl ChunkCache {
     /// Says that renders keep reusing `bytes` of cached chunks (the chunks one frame reads, over
     /// the whole frame): below that, every frame would recompute what the previous one computed.
     /// An automatic budget grows to hold it with half as much again to spare (for frames rendered
-    /// in parallel); a fixed budget that is smaller says so in the log, once.
+    /// in parallel), up to its ceiling; a budget that stays smaller says so in the log, once.
     pub fn need(&self, bytes: usize) {
         let want = bytes.saturating_add(bytes / 2);
-        if self.auto_min.is_some() {
-            self.budget.fetch_max(want, Ordering::Relaxed);
-        } else if want > self.budget.load(Ordering::Relaxed)
-            && !self.warned.swap(true, Ordering::Relaxed)
+        if let Some((_, ceiling)) = self.auto {
+            self.budget.fetch_max(want.min(ceiling), Ordering::Relaxed);
+        }
+        if want > self.budget.load(Ordering::Relaxed) && !self.warned.swap(true, Ordering::Relaxed)
         {
+            let which = if self.auto.is_some() {
+                "the automatic ceiling, a quarter of this machine's memory"
+            } else {
+                "VDIFF_CACHE_MB"
+            };
             log::warn!(
-                "the chunk cache budget ({} MB, VDIFF_CACHE_MB) is below the {} MB these renders \
-                 reuse: frames will recompute their neighbours' work; raise VDIFF_CACHE_MB, or \
-                 lower Temporal Radius or the frame size",
+                "the chunk cache budget ({} MB, {which}) is below the {} MB these renders reuse: \
+                 frames will recompute their neighbours' work; lower Temporal Radius or the \
+                 frame size, or raise VDIFF_CACHE_MB",
                 self.budget.load(Ordering::Relaxed) >> 20,
                 want >> 20
             );
@@ -219,7 +244,7 @@ impl ChunkCache {
         inner.map.clear();
         inner.bytes = 0;
         // An automatic budget starts over too: the host asked for memory back.
-        if let Some(min) = self.auto_min {
+        if let Some((min, _)) = self.auto {
             self.budget.store(min, Ordering::Relaxed);
         }
     }
@@ -281,15 +306,32 @@ mod tests {
     }
 
     #[test]
+    fn the_ceiling_follows_the_machine_memory() {
+        let info = "MemTotal:       24576000 kB\nMemFree:  100 kB\n";
+        assert_eq!(mem_total_bytes(info), Some(24_576_000 * 1024));
+        assert_eq!(mem_total_bytes("nothing here"), None);
+        assert!(default_ceiling() >= DEFAULT_BUDGET);
+    }
+
+    #[test]
     fn an_automatic_budget_grows_to_what_renders_reuse() {
         let one = data(1000).bytes();
-        let auto = ChunkCache::automatic(2 * one);
+        let auto = ChunkCache::automatic(2 * one, 100 * one);
         let fixed = ChunkCache::new(2 * one);
         for cache in [&auto, &fixed] {
             cache.need(4 * one);
         }
         assert_eq!(auto.stats().budget, 6 * one);
         assert_eq!(fixed.stats().budget, 2 * one);
+        // A smaller need later keeps the budget; the ceiling bounds it; a purge returns it to
+        // the minimum.
+        let capped = ChunkCache::automatic(2 * one, 5 * one);
+        capped.need(4 * one);
+        assert_eq!(capped.stats().budget, 5 * one);
+        capped.need(one);
+        assert_eq!(capped.stats().budget, 5 * one);
+        capped.purge();
+        assert_eq!(capped.stats().budget, 2 * one);
         // Four entries fit the grown budget and none is evicted; the fixed one keeps two.
         for cache in [&auto, &fixed] {
             for i in 0..4 {

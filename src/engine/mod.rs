@@ -10,7 +10,8 @@ mod smooth;
 mod tiles;
 
 pub use cache::{
-    global as global_cache, CacheStats, ChunkCache, DEFAULT_BUDGET as DEFAULT_CACHE_BUDGET,
+    default_ceiling as default_cache_ceiling, global as global_cache, CacheStats, ChunkCache,
+    DEFAULT_BUDGET as DEFAULT_CACHE_BUDGET,
 };
 pub use declip::NoiseClipping;
 pub use estimate::estimate_noise;

@@ -93,15 +93,16 @@ const SMOOTH_LEVEL_CAP: f32 = 0.2;
 const MODEL_LO: f32 = -0.5;
 const MODEL_HI: f32 = 1.5;
 
-/// Where the engine reads source frames and per-frame parameters.
-pub trait Frames: Sync {
+/// Where the engine reads source frames and per-frame parameters. Called on the caller's
+/// thread only (a host's handles may be used on the thread it called the plugin on).
+pub trait Frames {
     /// Source pixels of frame t over `rect` (raw values; the engine sanitises NaN/Inf).
     fn fetch(&self, t: i64, rect: Rect) -> Result<RgbImage>;
     fn params(&self, t: i64) -> FrameParams;
 }
 
-/// Progress report and abort test, called between sampler steps.
-pub trait Control: Sync {
+/// Progress report and abort test, called between sampler steps, on the caller's thread.
+pub trait Control {
     fn progress(&self, _fraction: f64) {}
     fn aborted(&self) -> bool {
         false
