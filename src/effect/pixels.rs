@@ -5,59 +5,13 @@ use crate::ofx::pixels::{Components, Depth, PixelsMut, PixelsRef};
 
 /// IEEE half (binary16) bits to f32: exact for every half value.
 pub fn f16_to_f32(h: u16) -> f32 {
-    let sign = ((h >> 15) as u32) << 31;
-    let exp = ((h >> 10) & 0x1f) as u32;
-    let man = (h & 0x3ff) as u32;
-    let bits = match (exp, man) {
-        (0, 0) => sign,
-        (0, m) => {
-            // Subnormal: shift the mantissa up until its leading one is implicit.
-            let lz = m.leading_zeros() - 21; // zeros within the 11-bit field above bit 10
-            let m = (m << lz) & 0x3ff;
-            sign | ((127 - 15 + 1 - lz) << 23) | (m << 13)
-        }
-        (0x1f, 0) => sign | 0x7f80_0000,
-        (0x1f, m) => sign | 0x7fc0_0000 | (m << 13),
-        (e, m) => sign | ((e + 127 - 15) << 23) | (m << 13),
-    };
-    f32::from_bits(bits)
+    half::f16::from_bits(h).to_f32()
 }
 
 /// f32 to the nearest half (ties to even); values beyond the half range become infinities,
 /// NaN stays NaN (callers sanitise first).
 pub fn f32_to_f16(v: f32) -> u16 {
-    let bits = v.to_bits();
-    let sign = ((bits >> 16) & 0x8000) as u16;
-    let exp = ((bits >> 23) & 0xff) as i32;
-    let man = bits & 0x7f_ffff;
-    if exp == 0xff {
-        return sign | 0x7c00 | if man != 0 { 0x200 } else { 0 };
-    }
-    let e = exp - 127 + 15;
-    if e >= 0x1f {
-        return sign | 0x7c00;
-    }
-    if e <= 0 {
-        // Subnormal half (or zero): 24-bit significand shifted into 10 bits, rounded.
-        if e < -10 {
-            return sign;
-        }
-        let m = man | 0x80_0000;
-        let shift = (14 - e) as u32;
-        let half = 1u32 << (shift - 1);
-        let rest = m & ((1 << shift) - 1);
-        let mut r = m >> shift;
-        if rest > half || (rest == half && r & 1 == 1) {
-            r += 1;
-        }
-        return sign | r as u16;
-    }
-    let mut r = ((e as u32) << 10) | (man >> 13);
-    let rest = man & 0x1fff;
-    if rest > 0x1000 || (rest == 0x1000 && r & 1 == 1) {
-        r += 1; // may carry into the exponent, up to infinity: still correct rounding
-    }
-    sign | r as u16
+    half::f16::from_f32(v).to_bits()
 }
 
 /// One channel value from its bytes, in 0..1 units for integer depths.
