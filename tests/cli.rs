@@ -715,3 +715,68 @@ fn analyze_measures_the_noise_of_each_frame() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("no frames to analyze"));
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// The README's parameter table states every parameter's id, label, default and range as the
+/// plugin declares them (`vdiff::effect::params::PARAMS`), and lists no other.
+#[test]
+fn readme_parameter_table_matches_the_plugin() {
+    use vdiff::effect::params::{Kind, PARAMS};
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let rows: Vec<Vec<String>> = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("| Plugin id (label)"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| l.split('|').map(|c| c.trim().to_string()).collect())
+        .collect();
+    assert_eq!(
+        rows.len(),
+        PARAMS.len(),
+        "the README's table has {} rows, the plugin {} parameters",
+        rows.len(),
+        PARAMS.len()
+    );
+    for p in PARAMS {
+        let id = p.id.to_str().unwrap();
+        let head = format!("{id} ({})", p.label);
+        let row = rows
+            .iter()
+            .find(|r| r[1] == head)
+            .unwrap_or_else(|| panic!("no README row `{head}`"));
+        let (default, range) = (row[3].as_str(), row[4].as_str());
+        match p.kind {
+            Kind::Double {
+                default: d,
+                min,
+                max,
+                ..
+            } => {
+                assert_eq!(default.parse::<f64>().ok(), Some(d), "{id}: default");
+                assert_eq!(range, format!("{min}..{max}"), "{id}: range");
+            }
+            Kind::Int {
+                default: d,
+                min,
+                max,
+                ..
+            } => {
+                assert_eq!(default.parse::<i32>().ok(), Some(d), "{id}: default");
+                assert_eq!(range, format!("{min}..{max}"), "{id}: range");
+            }
+            Kind::Choice {
+                options,
+                default: d,
+            } => {
+                assert_eq!(default, options[d], "{id}: default");
+                assert!(
+                    range.starts_with(&options.join(", ")),
+                    "{id}: the README lists `{range}`, the plugin {options:?}"
+                );
+            }
+            Kind::FilePath | Kind::PushButton => {
+                assert_eq!(range, "", "{id} has no range");
+            }
+        }
+    }
+}
