@@ -19,8 +19,14 @@ pub enum Error {
     /// A requested device (GPU) that this build or this machine does not have.
     #[error("device: {0}")]
     Device(String),
+    /// Pixels the effect cannot take (a depth or components outside what it declares).
+    #[error("image pixel format: {0}")]
+    PixelFormat(String),
+    /// Memory ran out (host RAM or a GPU's), as candle reported it: classified once, here.
+    #[error("out of memory: {0}")]
+    OutOfMemory(String),
     #[error("tensor computation failed: {0}")]
-    Candle(#[from] candle_core::Error),
+    Candle(candle_core::Error),
     /// The cause is part of the message (hosts show only the message), so it is not also
     /// chained as a `source`, which would print it twice under `{:#}`.
     #[error("{context}: {cause}")]
@@ -33,6 +39,23 @@ pub enum Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// Candle's errors cross into ours at the model boundary: an allocation that failed (CPU, CUDA
+/// or Metal, which report it only in words) becomes `OutOfMemory`, the rest `Candle`.
+impl From<candle_core::Error> for Error {
+    fn from(e: candle_core::Error) -> Self {
+        let m = e.to_string();
+        let l = m.to_ascii_lowercase();
+        if l.contains("out of memory")
+            || l.contains("out_of_memory")
+            || l.contains("memory allocation")
+        {
+            Error::OutOfMemory(m)
+        } else {
+            Error::Candle(e)
+        }
+    }
+}
 
 impl Error {
     pub fn param(name: impl Into<String>, msg: impl Into<String>) -> Self {

@@ -5,7 +5,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
 
-use crate::ofx::pixels::PIXEL_FORMAT;
 use crate::ofx::{ImageEffect, MessageKind};
 use crate::Error;
 
@@ -28,10 +27,8 @@ pub fn user_text(e: &Error) -> String {
             "Set Model File to a VDiff .safetensors model (made by `vdiff train`), or clear it to use the built-in model."
         }
         Error::Device(_) => "Set Device to Auto or CPU.",
-        Error::Image { what, .. } if what == PIXEL_FORMAT => "Give the effect 8-bit, 16-bit, half or float images with RGBA or RGB components.",
-        Error::Candle(c) if c.to_string().to_ascii_lowercase().contains("memory") => {
-            "Lower Tile Size or Temporal Radius, or set Device to CPU."
-        }
+        Error::PixelFormat(_) => "Give the effect 8-bit, 16-bit, half or float images with RGBA or RGB components.",
+        Error::OutOfMemory(_) => "Lower Tile Size or Temporal Radius, or set Device to CPU.",
         Error::Param { .. } => "Check the effect's settings.",
         _ => "See the log for details (set VDIFF_LOG to a file to keep it).",
     };
@@ -108,9 +105,8 @@ mod tests {
         assert!(t.contains("Model File"), "{t}");
         let t = user_text(&Error::Device("no GPU in this build".into()));
         assert!(t.contains("Device") && t.contains("no GPU"), "{t}");
-        let t = user_text(&Error::image(
-            PIXEL_FORMAT,
-            "components `OfxImageComponentAlpha` are not supported",
+        let t = user_text(&Error::PixelFormat(
+            "components `OfxImageComponentAlpha` are not supported".into(),
         ));
         assert!(t.contains("RGBA or RGB"), "{t}");
     }

@@ -154,19 +154,11 @@ pub fn status_of(outcome: &std::thread::Result<Result<Reply, Fail>>) -> OfxStatu
         Ok(Err(Fail::BadHandle(_))) => kOfxStatErrBadHandle,
         Ok(Err(Fail::MissingHostFeature(_))) => kOfxStatErrMissingHostFeature,
         Ok(Err(Fail::Lib(e))) => match e {
-            crate::Error::Image { what, .. } if what == pixels::PIXEL_FORMAT => {
-                kOfxStatErrImageFormat
-            }
-            crate::Error::Candle(c) if is_out_of_memory(&c.to_string()) => kOfxStatErrMemory,
+            crate::Error::PixelFormat(_) => kOfxStatErrImageFormat,
+            crate::Error::OutOfMemory(_) => kOfxStatErrMemory,
             _ => kOfxStatFailed,
         },
     }
-}
-
-/// Out-of-memory as candle reports it (CPU allocation, CUDA, Metal).
-fn is_out_of_memory(msg: &str) -> bool {
-    let m = msg.to_ascii_lowercase();
-    m.contains("out of memory") || m.contains("out_of_memory") || m.contains("memory allocation")
 }
 
 /// Symbolic name of a status, for messages and logs.
@@ -222,7 +214,7 @@ mod tests {
             kOfxStatFailed
         );
         assert_eq!(
-            run(|| Err(Error::image(pixels::PIXEL_FORMAT, "Alpha").into())),
+            run(|| Err(Error::PixelFormat("Alpha".into()).into())),
             kOfxStatErrImageFormat
         );
         assert_eq!(
@@ -230,7 +222,9 @@ mod tests {
             kOfxStatFailed
         );
         let oom = candle_core::Error::Msg("CUDA_ERROR_OUT_OF_MEMORY".into());
-        assert_eq!(run(|| Err(Error::Candle(oom).into())), kOfxStatErrMemory);
+        assert_eq!(run(|| Err(Error::from(oom).into())), kOfxStatErrMemory);
+        let other = candle_core::Error::Msg("shape mismatch".into());
+        assert_eq!(run(|| Err(Error::from(other).into())), kOfxStatFailed);
     }
 
     #[test]

@@ -11,10 +11,6 @@ use openfx::sys::image_effect_v1::image_effect::{kOfxImageComponentRGB, kOfxImag
 use crate::engine::Rect;
 use crate::{Error, Result};
 
-/// `what` of the `Error::Image` raised for a pixel format the plugin does not handle; the entry
-/// point answers such errors with `kOfxStatErrImageFormat`.
-pub const PIXEL_FORMAT: &str = "pixel format";
-
 /// Bits per channel of an OFX image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Depth {
@@ -51,10 +47,9 @@ impl Depth {
             .into_iter()
             .find(|d| d.ofx_name().to_bytes() == s.as_bytes())
             .ok_or_else(|| {
-                Error::image(
-                    PIXEL_FORMAT,
-                    format!("pixel depth `{s}` is not supported (Byte, Short, Half or Float)"),
-                )
+                Error::PixelFormat(format!(
+                    "pixel depth `{s}` is not supported (Byte, Short, Half or Float)"
+                ))
             })
     }
 }
@@ -88,10 +83,7 @@ impl Components {
             .into_iter()
             .find(|c| c.ofx_name().to_bytes() == s.as_bytes())
             .ok_or_else(|| {
-                Error::image(
-                    PIXEL_FORMAT,
-                    format!("components `{s}` are not supported (RGBA or RGB)"),
-                )
+                Error::PixelFormat(format!("components `{s}` are not supported (RGBA or RGB)"))
             })
     }
 }
