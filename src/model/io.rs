@@ -251,6 +251,20 @@ pub(crate) fn load_bytes_from(
     Model::new(vb, &cfg, id).map_err(|e| fail(e.to_string()))
 }
 
+impl Model {
+    /// An f32 inference model on `device` from a snapshot of a training `VarMap`'s current
+    /// weights (copied: later training steps change neither the model nor its id).
+    pub fn from_varmap(varmap: &VarMap, cfg: &UNetConfig, device: &Device) -> Result<Self> {
+        let id = varmap_id(varmap, cfg)?;
+        let tensors = varmap_tensors(varmap)?
+            .into_iter()
+            .map(|(k, t)| Ok((k, t.to_dtype(DType::F32)?.to_device(device)?.copy()?)))
+            .collect::<Result<std::collections::HashMap<_, _>>>()?;
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
+        Model::new(vb, cfg, id)
+    }
+}
+
 /// Loads a model from the bytes of a safetensors file (e.g. the built-in model).
 pub fn load_bytes(bytes: &[u8], device: &Device, dtype: DType) -> Result<Model> {
     load_bytes_from(bytes, Path::new("(in-memory model)"), device, dtype)

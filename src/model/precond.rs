@@ -1,7 +1,7 @@
 //! EDM preconditioning (Karras et al. 2022) around the video UNet: the one place where
 //! c_skip, c_out, c_in and c_noise live, shared by the sampler's denoiser and the training loss.
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{VarBuilder, VarMap};
+use candle_nn::VarBuilder;
 
 use super::config::UNetConfig;
 use super::unet::VideoUNet;
@@ -126,18 +126,6 @@ impl Model {
             device,
             dtype,
         })
-    }
-
-    /// An f32 inference model on `device` from a snapshot of a training `VarMap`'s current
-    /// weights (copied: later training steps change neither the model nor its id).
-    pub fn from_varmap(varmap: &VarMap, cfg: &UNetConfig, device: &Device) -> Result<Self> {
-        let id = super::io::varmap_id(varmap, cfg)?;
-        let tensors = super::init::varmap_tensors(varmap)?
-            .into_iter()
-            .map(|(k, t)| Ok((k, t.to_dtype(DType::F32)?.to_device(device)?.copy()?)))
-            .collect::<Result<std::collections::HashMap<_, _>>>()?;
-        let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
-        Model::new(vb, cfg, id)
     }
 
     pub fn cfg(&self) -> &UNetConfig {
