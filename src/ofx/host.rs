@@ -3,12 +3,9 @@
 use std::ffi::{c_void, CStr};
 use std::sync::Arc;
 
-use openfx::sys::generic::core::{kOfxPropName, OfxHost};
+use openfx::sys::generic::core::OfxHost;
 use openfx::sys::generic::property::{kOfxPropertySuite, OfxPropertySuiteV1};
-use openfx::sys::image_effect_v1::image_effect::{
-    kOfxImageEffectPropSupportsMultipleClipDepths, kOfxImageEffectPropTemporalClipAccess,
-    kOfxImageEffectSuite, OfxImageEffectSuiteV1,
-};
+use openfx::sys::image_effect_v1::image_effect::{kOfxImageEffectSuite, OfxImageEffectSuiteV1};
 use openfx::sys::image_effect_v1::message::{
     kOfxMessageSuite, OfxMessageSuiteV1, OfxMessageSuiteV2,
 };
@@ -17,8 +14,6 @@ use openfx::sys::image_effect_v1::progress::{
     kOfxProgressSuite, OfxProgressSuiteV1, OfxProgressSuiteV2,
 };
 use parking_lot::RwLock;
-
-use super::props::PropSet;
 
 /// The message suite the host offers: v2 adds persistent messages.
 #[derive(Clone, Copy)]
@@ -155,34 +150,9 @@ pub(crate) fn current() -> Result<Arc<Host>, LoadError> {
 }
 
 impl Host {
-    /// The host's own property set (`OfxHost::host`).
-    pub fn props(&self) -> Option<PropSet<'_>> {
-        // SAFETY: the host property set stays valid for the life of the host (OFX spec), and
-        // `self` came from that host.
-        unsafe { PropSet::from_raw(self.raw.host, self) }
-    }
-
-    /// Host name (`kOfxPropName`), for logs.
-    pub fn name(&self) -> String {
-        self.props()
-            .and_then(|p| p.string(kOfxPropName, 0).ok())
-            .unwrap_or_else(|| "unknown host".into())
-    }
-
-    /// Whether the host gives images at other times than the one rendered. An absent property
-    /// (an out-of-spec host) counts as no: rendering one frame still works there.
-    pub fn temporal_clip_access(&self) -> bool {
-        self.props()
-            .and_then(|p| p.int(kOfxImageEffectPropTemporalClipAccess, 0).ok())
-            .unwrap_or(0)
-            != 0
-    }
-
-    pub fn supports_multiple_clip_depths(&self) -> bool {
-        self.props()
-            .and_then(|p| p.int(kOfxImageEffectPropSupportsMultipleClipDepths, 0).ok())
-            .unwrap_or(0)
-            != 0
+    /// The handle of the host's own property set (`OfxHost::host`); see `Host::props`.
+    pub(super) fn props_handle(&self) -> openfx::sys::generic::core::OfxPropertySetHandle {
+        self.raw.host
     }
 
     pub fn has_persistent_messages(&self) -> bool {

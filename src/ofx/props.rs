@@ -2,7 +2,10 @@
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::marker::PhantomData;
 
-use openfx::sys::generic::core::{kOfxStatOK, OfxPropertySetHandle, OfxStatus};
+use openfx::sys::generic::core::{kOfxPropName, kOfxStatOK, OfxPropertySetHandle, OfxStatus};
+use openfx::sys::image_effect_v1::image_effect::{
+    kOfxImageEffectPropSupportsMultipleClipDepths, kOfxImageEffectPropTemporalClipAccess,
+};
 
 use super::host::Host;
 use super::status_name;
@@ -254,5 +257,38 @@ impl<'a> PropSet<'a> {
                 .enumerate()
                 .try_for_each(|(i, x)| self.set_string(name, i, x.as_ref())),
         }
+    }
+}
+
+/// What the host says of itself, read from its property set.
+impl Host {
+    /// The host's own property set (`OfxHost::host`).
+    pub fn props(&self) -> Option<PropSet<'_>> {
+        // SAFETY: the host property set stays valid for the life of the host (OFX spec), and
+        // `self` came from that host.
+        unsafe { PropSet::from_raw(self.props_handle(), self) }
+    }
+
+    /// Host name (`kOfxPropName`), for logs.
+    pub fn name(&self) -> String {
+        self.props()
+            .and_then(|p| p.string(kOfxPropName, 0).ok())
+            .unwrap_or_else(|| "unknown host".into())
+    }
+
+    /// Whether the host gives images at other times than the one rendered. An absent property
+    /// (an out-of-spec host) counts as no: rendering one frame still works there.
+    pub fn temporal_clip_access(&self) -> bool {
+        self.props()
+            .and_then(|p| p.int(kOfxImageEffectPropTemporalClipAccess, 0).ok())
+            .unwrap_or(0)
+            != 0
+    }
+
+    pub fn supports_multiple_clip_depths(&self) -> bool {
+        self.props()
+            .and_then(|p| p.int(kOfxImageEffectPropSupportsMultipleClipDepths, 0).ok())
+            .unwrap_or(0)
+            != 0
     }
 }
