@@ -11,6 +11,7 @@ pub mod bundle;
 pub mod effect;
 pub mod engine;
 pub mod error;
+pub mod geometry;
 pub mod imageio;
 pub mod logging;
 pub mod metrics;

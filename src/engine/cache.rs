@@ -8,7 +8,7 @@ use std::sync::Arc;
 use once_cell::sync::{Lazy, OnceCell};
 use parking_lot::Mutex;
 
-use super::image::Rect;
+use crate::geometry::Rect;
 use crate::Result;
 
 /// Content hash of everything a chunk result depends on.

@@ -125,7 +125,7 @@ fn lower_quartile(blocks: &mut [Block]) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::image::Rect;
+    use crate::geometry::Rect;
     use crate::sampling::noise::gaussian;
 
     fn scene(w: i64, h: i64, sigma: f32, textured: bool) -> RgbImage {

@@ -9,13 +9,14 @@ mod plan;
 mod smooth;
 mod tiles;
 
+pub use crate::geometry::Rect;
 pub use cache::{
     default_ceiling as default_cache_ceiling, global as global_cache, CacheStats, ChunkCache,
     DEFAULT_BUDGET as DEFAULT_CACHE_BUDGET,
 };
 pub use declip::NoiseClipping;
 pub use estimate::estimate_noise;
-pub use image::{sanitize, Rect, RgbImage};
+pub use image::{sanitize, RgbImage};
 pub use pipeline::{
     frames_needed, is_identity, purge_caches, region_needed, render, render_with, Control,
     FrameParams, Frames, NoControl, Request, Settings, MAX_NOISE_LEVEL, MAX_RADIUS, MAX_SMOOTHING,

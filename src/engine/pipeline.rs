@@ -10,10 +10,11 @@ use parking_lot::{Condvar, Mutex};
 
 use super::cache::{self, ChunkCache, ChunkData, ChunkKey};
 use super::declip::{declip, NoiseClipping};
-use super::image::{sanitize, Rect, RgbImage};
+use super::image::{sanitize, RgbImage};
 use super::plan::{self, Chunk, Shot};
 use super::smooth::smooth;
 use super::tiles::TileGrid;
+use crate::geometry::Rect;
 use crate::model::Model;
 use crate::sampling::noise::{fill_planar, WindowNoise, STEP_INIT};
 use crate::sampling::schedule::{start_sigma, Schedule};

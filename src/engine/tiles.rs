@@ -1,7 +1,7 @@
 //! Spatial tiling: overlapping tiles anchored to the absolute pixel grid (not to the render
 //! window), with smooth blending ramps, so a pixel's value never depends on which window a host
 //! asked for and memory follows the tile size rather than the frame size.
-use super::image::Rect;
+use crate::geometry::Rect;
 
 /// Tiles of `size` pixels every `size - overlap` pixels, starting at absolute 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

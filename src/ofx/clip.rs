@@ -14,7 +14,7 @@ use openfx::sys::image_effect_v1::image_effect::{
 use super::host::Host;
 use super::pixels::{Components, Depth, Layout, PixelsMut, PixelsRef};
 use super::props::{check, need, PropSet};
-use crate::engine::Rect;
+use crate::geometry::Rect;
 use crate::{Error, Result};
 
 /// A clip instance (or descriptor) of an effect, valid for `'a`.

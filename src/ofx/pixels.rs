@@ -8,7 +8,7 @@ use openfx::sys::generic::core::{
 };
 use openfx::sys::image_effect_v1::image_effect::{kOfxImageComponentRGB, kOfxImageComponentRGBA};
 
-use crate::engine::Rect;
+use crate::geometry::Rect;
 use crate::{Error, Result};
 
 /// Bits per channel of an OFX image.
