@@ -23,3 +23,12 @@ pub mod sequence;
 pub mod train;
 
 pub use error::{Error, Result};
+
+/// The plugin binary's two C symbols, `OfxGetNumberOfPlugins` and `OfxGetPlugin`, for the one
+/// effect it holds (`#[no_mangle]` is what needs the allowance).
+#[allow(unsafe_code)]
+mod plugin_exports {
+    crate::export_ofx_effect!(crate::effect::VideoDiffusion);
+}
+#[cfg(test)]
+pub(crate) use plugin_exports::{OfxGetNumberOfPlugins, OfxGetPlugin};

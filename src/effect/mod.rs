@@ -12,6 +12,7 @@ mod render;
 
 use std::ffi::{c_uint, CStr};
 
+use crate::ofx::entry::OfxEffect;
 use crate::ofx::{Action, Call, Reply};
 use crate::Result;
 
@@ -31,6 +32,18 @@ pub const SOURCE: &CStr = c"Source";
 pub const OUTPUT: &CStr = c"Output";
 
 /// Runs one action. Unknown actions never get here (the entry point replies default).
+/// The Video Diffusion effect, as the OFX wrapper exports it (see `lib.rs`).
+pub struct VideoDiffusion;
+
+impl OfxEffect for VideoDiffusion {
+    const IDENTIFIER: &'static CStr = IDENTIFIER;
+    const VERSION_MAJOR: c_uint = VERSION_MAJOR;
+    const VERSION_MINOR: c_uint = VERSION_MINOR;
+    fn main_entry(call: &Call<'_>) -> Result<Reply> {
+        main_entry(call)
+    }
+}
+
 pub fn main_entry(call: &Call<'_>) -> Result<Reply> {
     match call.action {
         Action::Load => actions::load(call),

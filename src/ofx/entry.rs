@@ -1,6 +1,7 @@
-//! The exported C entry points (`OfxGetNumberOfPlugins`, `OfxGetPlugin`) and the plugin's
-//! `setHost` and `mainEntry`: null checks, `catch_unwind`, and one mapping to `OfxStatus`.
-use std::ffi::{c_char, c_int, c_void, CStr};
+//! The plugin's C entry points, generic over the effect: `export_ofx_effect!(MyEffect)` defines
+//! `OfxGetNumberOfPlugins` and `OfxGetPlugin` for one [`OfxEffect`], whose `setHost` and
+//! `mainEntry` live here: null checks, `catch_unwind`, and one mapping to `OfxStatus`.
+use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use openfx::sys::generic::core::{OfxHost, OfxPlugin, OfxPropertySetHandle, OfxStatus};
@@ -12,32 +13,58 @@ use super::effect::ImageEffect;
 use super::host::{self, LoadError};
 use super::props::PropSet;
 use super::{status_of, Action, Call, Fail, Reply};
-use crate::effect::{IDENTIFIER, VERSION_MAJOR, VERSION_MINOR};
 
-static PLUGIN: OfxPlugin = OfxPlugin {
-    pluginApi: kOfxImageEffectPluginApi.as_ptr(),
-    apiVersion: kOfxImageEffectPluginApiVersion as c_int,
-    pluginIdentifier: IDENTIFIER.as_ptr(),
-    pluginVersionMajor: VERSION_MAJOR,
-    pluginVersionMinor: VERSION_MINOR,
-    setHost: Some(set_host),
-    mainEntry: Some(main_entry),
-};
-
-/// Number of effects in this binary.
-#[no_mangle]
-pub extern "C" fn OfxGetNumberOfPlugins() -> c_int {
-    1
+/// An image effect the wrapper can export: its identity and one function that answers every
+/// action (`Reply::Default` for those it does not handle). Nothing of it touches the C ABI.
+pub trait OfxEffect: 'static {
+    const IDENTIFIER: &'static CStr;
+    const VERSION_MAJOR: c_uint;
+    const VERSION_MINOR: c_uint;
+    fn main_entry(call: &Call<'_>) -> crate::Result<Reply>;
 }
 
-/// The nth effect of this binary; null for any other index. Hosts only read the struct.
-#[no_mangle]
-pub extern "C" fn OfxGetPlugin(nth: c_int) -> *mut OfxPlugin {
+/// The `OfxPlugin` record of effect `E`.
+pub const fn plugin<E: OfxEffect>() -> OfxPlugin {
+    OfxPlugin {
+        pluginApi: kOfxImageEffectPluginApi.as_ptr(),
+        apiVersion: kOfxImageEffectPluginApiVersion as c_int,
+        pluginIdentifier: E::IDENTIFIER.as_ptr(),
+        pluginVersionMajor: E::VERSION_MAJOR,
+        pluginVersionMinor: E::VERSION_MINOR,
+        setHost: Some(set_host),
+        mainEntry: Some(main_entry::<E>),
+    }
+}
+
+/// `OfxGetPlugin` of a library exporting one plugin.
+pub fn get_plugin(plugin: &'static OfxPlugin, nth: c_int) -> *mut OfxPlugin {
     if nth == 0 {
-        &PLUGIN as *const OfxPlugin as *mut OfxPlugin
+        plugin as *const OfxPlugin as *mut OfxPlugin
     } else {
         std::ptr::null_mut()
     }
+}
+
+/// Exports one [`OfxEffect`] from this library: the two functions an OFX host looks up
+/// (`OfxGetNumberOfPlugins`, `OfxGetPlugin`), as nih-plug's `nih_export_clap!` does for CLAP.
+#[macro_export]
+macro_rules! export_ofx_effect {
+    ($effect:ty) => {
+        static VDIFF_OFX_PLUGIN: ::openfx::sys::generic::core::OfxPlugin =
+            $crate::ofx::entry::plugin::<$effect>();
+
+        #[no_mangle]
+        pub extern "C" fn OfxGetNumberOfPlugins() -> ::std::ffi::c_int {
+            1
+        }
+
+        #[no_mangle]
+        pub extern "C" fn OfxGetPlugin(
+            nth: ::std::ffi::c_int,
+        ) -> *mut ::openfx::sys::generic::core::OfxPlugin {
+            $crate::ofx::entry::get_plugin(&VDIFF_OFX_PLUGIN, nth)
+        }
+    };
 }
 
 unsafe extern "C" fn set_host(host: *mut OfxHost) {
@@ -54,7 +81,7 @@ unsafe extern "C" fn set_host(host: *mut OfxHost) {
     }
 }
 
-unsafe extern "C" fn main_entry(
+unsafe extern "C" fn main_entry<E: OfxEffect>(
     action: *const c_char,
     handle: *const c_void,
     in_args: OfxPropertySetHandle,
@@ -64,7 +91,7 @@ unsafe extern "C" fn main_entry(
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: the host's arguments as OFX defines them: `action` a C string, `handle` the
         // effect handle or null, the argument sets null or valid for the call.
-        unsafe { dispatch(action, handle, in_args, out_args, &mut label) }
+        unsafe { dispatch::<E>(action, handle, in_args, out_args, &mut label) }
     }));
     let status = status_of(&outcome);
     match &outcome {
@@ -93,7 +120,7 @@ fn describe(f: &Fail) -> String {
 
 /// # Safety
 /// As for `mainEntry`.
-unsafe fn dispatch(
+unsafe fn dispatch<E: OfxEffect>(
     action: *const c_char,
     handle: *const c_void,
     in_args: OfxPropertySetHandle,
@@ -142,7 +169,7 @@ unsafe fn dispatch(
         out_args,
         host: &host,
     };
-    crate::effect::main_entry(&call).map_err(Fail::Lib)
+    E::main_entry(&call).map_err(Fail::Lib)
 }
 
 #[cfg(test)]
@@ -152,19 +179,31 @@ mod tests {
         kOfxActionLoad, kOfxStatErrBadHandle, kOfxStatErrMissingHostFeature, kOfxStatReplyDefault,
     };
 
+    /// A small effect of the wrapper's own: it answers every action by default.
+    struct Probe;
+    impl OfxEffect for Probe {
+        const IDENTIFIER: &'static CStr = c"net.vdiff.test.Probe";
+        const VERSION_MAJOR: c_uint = 3;
+        const VERSION_MINOR: c_uint = 7;
+        fn main_entry(_call: &Call<'_>) -> crate::Result<Reply> {
+            Ok(Reply::Default)
+        }
+    }
+
+    static PROBE: OfxPlugin = plugin::<Probe>();
+
     fn call(action: Option<&CStr>) -> OfxStatus {
         let a = action.map_or(std::ptr::null(), |a| a.as_ptr());
         let null = std::ptr::null_mut();
         // SAFETY: mainEntry with a valid (or null) action name and null handles, as a host may.
-        unsafe { main_entry(a, std::ptr::null(), null, null) }
+        unsafe { main_entry::<Probe>(a, std::ptr::null(), null, null) }
     }
 
     #[test]
     fn exports_one_plugin_with_its_identity() {
-        assert_eq!(OfxGetNumberOfPlugins(), 1);
-        assert!(OfxGetPlugin(1).is_null() && OfxGetPlugin(-1).is_null());
+        assert!(get_plugin(&PROBE, 1).is_null() && get_plugin(&PROBE, -1).is_null());
         // SAFETY: index 0 is the static plugin struct.
-        let p = unsafe { &*OfxGetPlugin(0) };
+        let p = unsafe { &*get_plugin(&PROBE, 0) };
         // SAFETY: the struct's strings are static NUL-terminated literals.
         let (id, api) = unsafe {
             (
@@ -172,13 +211,22 @@ mod tests {
                 CStr::from_ptr(p.pluginApi),
             )
         };
-        assert_eq!(id, c"net.vdiff.VideoDiffusion");
+        assert_eq!(id, c"net.vdiff.test.Probe");
         assert_eq!(api, kOfxImageEffectPluginApi);
         assert_eq!(
             (p.apiVersion, p.pluginVersionMajor, p.pluginVersionMinor),
-            (1, 1, 0)
+            (1, 3, 7)
         );
         assert!(p.setHost.is_some() && p.mainEntry.is_some());
+    }
+
+    #[test]
+    fn the_library_exports_the_video_diffusion_effect() {
+        assert_eq!(crate::OfxGetNumberOfPlugins(), 1);
+        // SAFETY: index 0 is the static plugin struct, its strings static literals.
+        let id = unsafe { CStr::from_ptr((*crate::OfxGetPlugin(0)).pluginIdentifier) };
+        assert_eq!(id, c"net.vdiff.VideoDiffusion");
+        assert!(crate::OfxGetPlugin(1).is_null());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! nothing here knows about diffusion.
 mod clip;
 mod effect;
-mod entry;
+pub mod entry;
 mod host;
 mod params;
 pub mod pixels;
@@ -17,7 +17,6 @@ use openfx::sys::image_effect_v1::image_effect::*;
 
 pub use clip::{Clip, Image};
 pub use effect::{ImageEffect, MessageKind};
-pub use entry::{OfxGetNumberOfPlugins, OfxGetPlugin};
 pub use host::Host;
 pub use params::{Param, ParamSet};
 pub use pixels::{Components, Depth, Layout, PixelsMut, PixelsRef};
