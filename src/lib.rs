@@ -13,6 +13,7 @@ pub mod engine;
 pub mod error;
 pub mod geometry;
 pub mod imageio;
+pub mod keyframes;
 pub mod logging;
 pub mod metrics;
 pub mod model;

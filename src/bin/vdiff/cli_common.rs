@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use vdiff::engine::{Control, FrameParams, NoiseClipping, Settings};
+use vdiff::keyframes::{Curve, IntCurve};
 use vdiff::model::device::DeviceChoice;
 use vdiff::model::registry::{self, ModelSource};
 use vdiff::model::Model;
 use vdiff::sampling::SamplerKind;
-use vdiff::sequence::{Curve, IntCurve};
 
 /// Where `--device` may send the model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
