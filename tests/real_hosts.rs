@@ -605,24 +605,31 @@ fn emulated_mlt_matches_melt() {
         Pipe::Bits8,
         &[],
     );
-    let h = crate::host::Host::start(HostConfig::mlt()).unwrap_or_else(|e| panic!("{e}"));
     let project = Project::new(f)
         .set("noiseLevel", 0.1)
         .set("strength", 0.2)
         .set("steps", 2);
-    let frames = [0i64, 1, 2, 3];
+    assert_emulation_matches(HostConfig::mlt(), &project, &[0, 1, 2, 3], &out, 255.0, 0);
+}
+
+/// Renders `frames` of `project` with the in-repo host's profile `cfg` and compares each with
+/// the real host's file of that frame (`out`, a %04d pattern) within `tol` codes at `max`.
+fn assert_emulation_matches(
+    cfg: HostConfig,
+    project: &Project,
+    frames: &[i64],
+    out: &str,
+    max: f32,
+    tol: i32,
+) {
+    let what = format!("emulated {} vs the real host", cfg.label);
+    let h = crate::host::Host::start(cfg).unwrap_or_else(|e| panic!("{e}"));
     let emulated = h
-        .render_frames(&project, &frames, 1, &RenderOpts::default())
+        .render_frames(project, frames, 1, &RenderOpts::default())
         .unwrap_or_else(|e| panic!("{e}"));
     for fo in &emulated {
-        assert!(fo.ok(), "emulated MLT frame {} failed", fo.t);
-        assert_same_as_file(
-            "emulated MLT vs melt",
-            fo,
-            &frame_path(&out, fo.t),
-            255.0,
-            0,
-        );
+        assert!(fo.ok(), "{what}: frame {} failed", fo.t);
+        assert_same_as_file(&what, fo, &frame_path(out, fo.t), max, tol);
     }
     h.finish().assert_clean();
 }
@@ -855,23 +862,15 @@ fn emulated_natron_matches_natron() {
         (1, 5),
         r#"bits16=1; nParallel=1; params={"noiseLevel": 0.1, "temporalRadius": 1}"#,
     );
-    let h = crate::host::Host::start(HostConfig::natron()).unwrap_or_else(|e| panic!("{e}"));
     let project = Project::new(f)
         .set("noiseLevel", 0.1)
         .set("temporalRadius", 1);
-    let frames = [1i64, 2, 3, 4, 5];
-    let emulated = h
-        .render_frames(&project, &frames, 1, &RenderOpts::default())
-        .unwrap_or_else(|e| panic!("{e}"));
-    for fo in &emulated {
-        assert!(fo.ok(), "emulated Natron frame {} failed", fo.t);
-        assert_same_as_file(
-            "emulated Natron vs Natron",
-            fo,
-            &frame_path(&out, fo.t),
-            65535.0,
-            1,
-        );
-    }
-    h.finish().assert_clean();
+    assert_emulation_matches(
+        HostConfig::natron(),
+        &project,
+        &[1, 2, 3, 4, 5],
+        &out,
+        65535.0,
+        1,
+    );
 }
