@@ -461,23 +461,16 @@ fn melt_keyframed_strength_and_parallel_frames() {
     );
     let frames: Vec<i64> = (0..6).collect();
     assert_seq_close("melt on two threads vs one", &par, &seq, &frames, 255.0, 0);
-    let cli = format!("{}/cli/%04d.png", dir.display());
-    cli_render(
-        &input,
-        &cli,
-        &[
-            "--noise-level",
-            "0.1",
-            "--strength",
-            "0:0.1,5:0.6",
-            "--steps",
-            "3",
-            "--seed",
-            "5",
-            "--temporal-radius",
-            "0",
-        ],
-    );
+    // The command line with the same settings and Strength `strength`.
+    let cli_with = |name: &str, strength: &str| {
+        let out = format!("{}/{name}/%04d.png", dir.display());
+        let fixed = ["--noise-level", "0.1", "--steps", "3", "--seed", "5"];
+        let mut args = fixed.to_vec();
+        args.extend(["--temporal-radius", "0", "--strength", strength]);
+        cli_render(&input, &out, &args);
+        out
+    };
+    let cli = cli_with("cli", "0:0.1,5:0.6");
     assert_seq_close(
         "melt keyframes vs vdiff render",
         &seq,
@@ -487,23 +480,7 @@ fn melt_keyframed_strength_and_parallel_frames() {
         0,
     );
     // The keys matter: a constant Strength gives another last frame.
-    let flat = format!("{}/flat/%04d.png", dir.display());
-    cli_render(
-        &input,
-        &flat,
-        &[
-            "--noise-level",
-            "0.1",
-            "--strength",
-            "0.1",
-            "--steps",
-            "3",
-            "--seed",
-            "5",
-            "--temporal-radius",
-            "0",
-        ],
-    );
+    let flat = cli_with("flat", "0.1");
     assert_ne!(
         read(&frame_path(&seq, 5)).rgb,
         read(&frame_path(&flat, 5)).rgb,

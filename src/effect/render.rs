@@ -77,8 +77,7 @@ fn render_frame(fx: &ImageEffect<'_>, call: &Call<'_>) -> Result<Outcome> {
     };
 
     let connected = source.connected();
-    let pass_through = || -> Result<RgbImage> {
-        let bounds = rod_pixels(&source, t, scale)?;
+    let pass_through = |bounds: Rect| -> Result<RgbImage> {
         let mut img = frames.fetch(frame, window.intersect(&bounds))?;
         img.data.iter_mut().for_each(|v| *v = sanitize(*v));
         Ok(img)
@@ -89,7 +88,7 @@ fn render_frame(fx: &ImageEffect<'_>, call: &Call<'_>) -> Result<Outcome> {
         RgbImage::new(Rect::default())
     } else if engine::is_identity(&rp.frame) {
         // Pass-through: no model needed (a bad Model File does not matter here).
-        pass_through()?
+        pass_through(rod_pixels(&source, t, scale)?)?
     } else {
         let radius = effective_radius(fx, rp.radius);
         if radius < rp.radius {
@@ -99,7 +98,7 @@ fn render_frame(fx: &ImageEffect<'_>, call: &Call<'_>) -> Result<Outcome> {
         match crate::model::registry::get(&rp.model, rp.device) {
             Err(e @ Error::Model { .. }) => {
                 outcome = Outcome::PassedThrough(e);
-                pass_through()?
+                pass_through(bounds)?
             }
             model => {
                 let settings = Settings {
