@@ -9,7 +9,9 @@ pub mod optim;
 pub mod prepare;
 pub mod rng;
 pub mod run;
+pub mod sources;
 pub mod trainer;
 
+pub use hyper::Hyper;
 pub use run::{checkpoint_path, loss_csv_path, RunOptions, RunSummary};
-pub use trainer::{Hyper, StepStats, Trainer};
+pub use trainer::{StepStats, Trainer};

@@ -9,7 +9,7 @@ use vdiff::train::prepare::{self, PrepareOptions, DEFAULT_SOURCE};
 /// package opencv-doc, or write noisy copies of clean frames with --noisy.
 #[derive(clap::Args)]
 #[command(
-    after_help = "Examples:\n  vdiff prepare --out data\n  vdiff prepare --noisy 25 --seed 0 --from data/val --out data/noisy25\n  benches/holdout/fetch.sh sources && vdiff prepare --holdout sources --out data/holdout"
+    after_help = "Examples:\n  vdiff prepare --out data\n  vdiff prepare --noisy 25 --seed 0 --from data/val --out data/noisy25\n  resources/training/fetch.sh extra && vdiff prepare --extra extra --out data\n  benches/holdout/fetch.sh sources && vdiff prepare --holdout sources --out data/holdout"
 )]
 pub struct Args {
     /// Output folder: the dataset, or with --noisy the noisy frames.
@@ -35,6 +35,10 @@ pub struct Args {
     /// benches/holdout/fetch.sh put in DIR, instead of the training data. Never train on them.
     #[arg(long, value_name = "DIR", conflicts_with_all = ["noisy", "from"])]
     pub holdout: Option<PathBuf>,
+    /// Add the extra training footage (photographs and videos of other packages) that
+    /// resources/training/fetch.sh put in DIR, as OUT/train/<name>, instead of the opencv-doc data.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["noisy", "from", "holdout"])]
+    pub extra: Option<PathBuf>,
     /// Seed of the noise (--noisy) or of the photo camera moves.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -59,6 +63,24 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             let _ = writeln!(std::io::stdout().lock(), "{line}");
         })?;
         outln!("{}: {} held-out clips", a.out.display(), written.len());
+        return Ok(());
+    }
+    if let Some(src) = a.extra {
+        let written = vdiff::train::sources::prepare_extra(
+            &src,
+            &a.out.join("train"),
+            a.seed,
+            &mut |line| {
+                use std::io::Write as _;
+                let _ = writeln!(std::io::stdout().lock(), "{line}");
+            },
+        )?;
+        let frames: usize = written.iter().map(|w| w.1).sum();
+        outln!(
+            "{}: {} extra training sequences ({frames} frames)",
+            a.out.join("train").display(),
+            written.len()
+        );
         return Ok(());
     }
     if a.from.is_some() {
