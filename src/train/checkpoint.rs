@@ -4,12 +4,19 @@
 //! the data position. The data position is just the step: every random choice of step `s` is a
 //! pure function of (seed, s), so nothing else is needed to resume bit-identically.
 //! Written to a temporary file and renamed, so a crash never leaves a torn checkpoint.
+//! [`Trainer::save_checkpoint`] and [`Trainer::resume`] write and read a run's whole state.
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
+use serde::{Deserialize, Serialize};
+
+use super::data::Dataset;
+use super::hyper::Hyper;
+use super::trainer::Trainer;
+use crate::model::UNetConfig;
 use crate::{Error, Result};
 
 /// Metadata key of the checkpoint's JSON state.
@@ -88,6 +95,137 @@ impl Loaded {
         self.tensors
             .remove(name)
             .ok_or_else(|| ckpt_err(path, format!("has no tensor `{name}`")))
+    }
+}
+
+/// The state a checkpoint's metadata holds (the tensors hold the rest).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct State {
+    pub format: String,
+    /// Steps completed.
+    pub step: u64,
+    /// AdamW updates applied (equals `step` unless a future version skips updates).
+    pub adam_step: u64,
+    pub hyper: Hyper,
+    pub config: UNetConfig,
+    pub data: Vec<PathBuf>,
+    /// Where the data randomness stands: counter-based, so the next step's index is enough.
+    pub rng: String,
+    /// Smoothed loss for the log, so a resumed log continues the same curve.
+    pub loss_smooth: Option<f64>,
+    /// The weights file training started from, if fine-tuning.
+    pub init: Option<PathBuf>,
+}
+
+const FORMAT: &str = "vdiff-train-checkpoint/1";
+
+impl Trainer {
+    /// Continues a run from a checkpoint. `data_dirs` replaces the stored data folders if given.
+    pub fn resume(
+        path: &Path,
+        data_dirs: Option<Vec<PathBuf>>,
+        device: &Device,
+    ) -> Result<Trainer> {
+        let mut ck = load(path, device)?;
+        let state: State = ck
+            .metadata
+            .get(STATE_KEY)
+            .ok_or_else(|| {
+                Error::param(
+                    "resume",
+                    format!("{} is not a vdiff training checkpoint", path.display()),
+                )
+            })
+            .and_then(|j| {
+                serde_json::from_str(j).map_err(|e| {
+                    Error::param(
+                        "resume",
+                        format!("{}: unreadable state ({e})", path.display()),
+                    )
+                })
+            })?;
+        if state.format != FORMAT {
+            return Err(Error::param(
+                "resume",
+                format!(
+                    "{}: checkpoint format `{}`, this build reads `{FORMAT}`",
+                    path.display(),
+                    state.format
+                ),
+            ));
+        }
+        let dirs = data_dirs.unwrap_or_else(|| state.data.clone());
+        let data = Dataset::open(&dirs, state.hyper.frames, state.hyper.crop)?;
+        let mut t = Trainer::build(
+            state.config.clone(),
+            state.hyper.clone(),
+            data,
+            dirs,
+            device,
+        )?;
+        let mut moments = Vec::with_capacity(t.vars.len());
+        for (i, name) in t.names.clone().iter().enumerate() {
+            let w = ck.take(path, &format!("weights.{name}"))?;
+            if w.dims() != t.vars[i].dims() {
+                return Err(Error::param(
+                    "resume",
+                    format!("{}: tensor `{name}` has the wrong shape", path.display()),
+                ));
+            }
+            t.vars[i].set(&w)?;
+            t.ema[i] = ck.take(path, &format!("ema.{name}"))?;
+            moments.push((
+                ck.take(path, &format!("adam_m.{name}"))?,
+                ck.take(path, &format!("adam_v.{name}"))?,
+            ));
+        }
+        t.opt.restore(state.adam_step as usize, &moments)?;
+        t.step = state.step;
+        t.loss_smooth = state.loss_smooth;
+        t.init = state.init;
+        Ok(t)
+    }
+
+    /// Writes a checkpoint: weights, EMA, AdamW moments and the state to continue.
+    pub fn save_checkpoint(&self, path: &Path) -> Result<()> {
+        let mut tensors = BTreeMap::new();
+        for ((n, v), (e, (m, vv))) in self
+            .names
+            .iter()
+            .zip(&self.vars)
+            .zip(self.ema.iter().zip(self.opt.moments()))
+        {
+            tensors.insert(format!("weights.{n}"), v.as_tensor().clone());
+            tensors.insert(format!("ema.{n}"), e.clone());
+            tensors.insert(format!("adam_m.{n}"), m);
+            tensors.insert(format!("adam_v.{n}"), vv);
+        }
+        let state = State {
+            format: FORMAT.to_string(),
+            step: self.step,
+            adam_step: self.opt.step_t() as u64,
+            hyper: self.hyper.clone(),
+            config: self.cfg.clone(),
+            data: self.data_dirs.clone(),
+            rng: format!(
+                "counter-based: streams (seed {}, step, window); next step {}",
+                self.hyper.seed, self.step
+            ),
+            loss_smooth: self.loss_smooth,
+            init: self.init.clone(),
+        };
+        let mut meta = HashMap::new();
+        meta.insert(
+            STATE_KEY.to_string(),
+            serde_json::to_string(&state)
+                .map_err(|e| Error::Other(format!("checkpoint state: {e}")))?,
+        );
+        meta.insert(
+            "vdiff.config".to_string(),
+            serde_json::to_string(&self.cfg)
+                .map_err(|e| Error::Other(format!("checkpoint config: {e}")))?,
+        );
+        save(path, &tensors, meta)
     }
 }
 

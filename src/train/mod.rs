@@ -5,6 +5,7 @@ pub mod animate;
 pub mod checkpoint;
 pub mod data;
 pub mod holdout;
+pub mod hyper;
 pub mod optim;
 pub mod prepare;
 pub mod rng;

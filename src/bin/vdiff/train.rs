@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use vdiff::model::{self, DeviceChoice, UNetConfig};
 use vdiff::train::run::{self, RunOptions};
-use vdiff::train::trainer::{Hyper, Trainer};
+use vdiff::train::{Hyper, Trainer};
 
 /// Train (or fine-tune with --init, or continue with --resume) the video denoiser on folders of
 /// image sequences. Writes OUT (EMA weights), OUT's .ckpt.safetensors checkpoint and .loss.csv.
