@@ -8,7 +8,7 @@ use candle_core::{DType, Device, Shape, Tensor, Var};
 use candle_nn::{Init, VarBuilder, VarMap};
 
 use super::config::UNetConfig;
-use super::unet::VideoUNet;
+use super::unet::{Kernels, VideoUNet};
 use crate::sampling::noise;
 use crate::{Error, Result};
 
@@ -69,7 +69,7 @@ pub fn param_specs(cfg: &UNetConfig) -> Result<Vec<ParamSpec>> {
         DType::F32,
         Device::Cpu,
     );
-    VideoUNet::new(vb, cfg)?;
+    VideoUNet::new(vb, cfg, Kernels::Graph)?;
     let specs = specs
         .lock()
         .map_err(|_| Error::Other("tensor table lock poisoned".into()))?;
@@ -126,7 +126,7 @@ pub fn init_varmap(cfg: &UNetConfig, seed: u64, device: &Device) -> Result<(VarM
         }
     }
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
-    let net = VideoUNet::new(vb, cfg)?;
+    let net = VideoUNet::new(vb, cfg, Kernels::Graph)?;
     Ok((varmap, net))
 }
 

@@ -8,8 +8,8 @@
 //! `UNetConfig::receptive_radius()`, so overlapping tiles agree. Tiles should start on multiples
 //! of `UNetConfig::size_multiple()` so the strided layers see the same grid phase in every tile.
 //!
-//! Cost: on the CPU the network runs channels-last through a fused im2col + gemm path
-//! (`conv`). The default config (pixel-unshuffle 2, four levels of 32/64/96/128 channels) costs
+//! Cost: on the CPU the network runs channels-last through fused im2col + gemm kernels
+//! (`cpu_kernels`), chosen once when a model is loaded (`unet::Kernels`). The default config (pixel-unshuffle 2, four levels of 32/64/96/128 channels) costs
 //! 71 GFLOP per megapixel-frame. On the 2-core development machine (release build, f32,
 //! `vdiff bench`, idle machine) one model pass over a 1920x1080 frame in 512-pixel tiles
 //! (temporal radius 0) takes 2.7 s, and a frame at the default settings (one step, radius 2)
@@ -18,6 +18,7 @@
 //! training steps (resources/MODEL_CARD.md, "What was tried").
 pub mod config;
 mod conv;
+mod cpu_kernels;
 pub mod device;
 pub mod init;
 pub mod io;
@@ -31,7 +32,7 @@ pub use init::{init_varmap, param_specs, ParamSpec};
 pub use io::{load_bytes, load_file, save, to_bytes, varmap_id, CONFIG_KEY, FORMAT, FORMAT_KEY};
 pub use precond::{loss, Edm, Model, Scalings, DATA_OFFSET};
 pub use registry::{builtin_bytes, clear, get, load_count, ModelSource};
-pub use unet::VideoUNet;
+pub use unet::{Kernels, VideoUNet};
 
 /// Small models for tests and benchmarks of the layers above (engine, effect, CLI).
 pub mod test_support {

@@ -4,7 +4,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
 use super::config::UNetConfig;
-use super::unet::VideoUNet;
+use super::unet::{Kernels, VideoUNet};
 use crate::sampling::Denoiser;
 use crate::{Error, Result};
 
@@ -117,7 +117,7 @@ impl Model {
     pub fn new(vb: VarBuilder, cfg: &UNetConfig, id: String) -> Result<Self> {
         let device = vb.device().clone();
         let dtype = vb.dtype();
-        let net = VideoUNet::new(vb, cfg)?;
+        let net = VideoUNet::new(vb, cfg, Kernels::for_inference(&device, dtype))?;
         Ok(Model {
             cfg: cfg.clone(),
             net,

@@ -5,7 +5,8 @@ use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{Init, Linear, VarBuilder};
 
 use super::config::UNetConfig;
-use super::conv::{act, act_fused, fused_ok, Conv, Epilogue, TemporalCols};
+use super::conv::{act, Conv};
+use super::cpu_kernels::{hardswish, Epilogue, TemporalCols};
 use crate::{Error, Result};
 
 /// Initialisation hint: a zero-mean normal with `gain / sqrt(fan_in)` standard deviation.
@@ -66,26 +67,31 @@ impl ResBlock {
         })
     }
 
+    /// FiLM scale (1 + s) and shift of this block for each frame's embedding: [N, C] each.
+    fn film(&self, emb: &Tensor) -> Result<(Tensor, Tensor)> {
+        let c = self.channels;
+        let ss = self.emb.forward(emb)?;
+        Ok(((ss.narrow(1, 0, c)? + 1.0)?, ss.narrow(1, c, c)?))
+    }
+
     fn forward(&self, x: &Tensor, emb: &Tensor) -> Result<Tensor> {
         let (n, c) = (x.dim(0)?, self.channels);
-        let ss = self.emb.forward(emb)?;
-        let scale = (ss.narrow(1, 0, c)? + 1.0)?;
-        let shift = ss.narrow(1, c, c)?;
-        if fused_ok(x, self.conv1.weight()) {
-            let a = self.conv1.fused(
-                &act_fused(x)?,
-                Epilogue::FilmAct {
-                    scale: &scale,
-                    shift: &shift,
-                },
-            )?;
-            return self.conv2.fused(&a, Epilogue::Residual(x));
-        }
+        let (scale, shift) = self.film(emb)?;
         let (scale, shift) = (scale.reshape((n, 1, 1, c))?, shift.reshape((n, 1, 1, c))?);
         let h = self.conv1.forward(&act(x)?)?;
         let h = h.broadcast_mul(&scale)?.broadcast_add(&shift)?;
         let h = self.conv2.forward(&act(&h)?)?;
         Ok((x + h)?)
+    }
+
+    fn fused(&self, x: &Tensor, emb: &Tensor) -> Result<Tensor> {
+        let (scale, shift) = self.film(emb)?;
+        let film = Epilogue::FilmAct {
+            scale: &scale,
+            shift: &shift,
+        };
+        let a = self.conv1.fused(&hardswish(x)?, film)?;
+        self.conv2.fused(&a, Epilogue::Residual(x))
     }
 }
 
@@ -105,22 +111,6 @@ impl TemporalMix {
 
     /// `x`: [B*frames, H, W, C], clips of `frames` consecutive frames.
     fn forward(&self, x: &Tensor, frames: usize) -> Result<Tensor> {
-        if fused_ok(x, self.conv.weight()) {
-            let (n, h, w, c) = x.dims4()?;
-            let s = act_fused(x)?;
-            let cols = |row0, rows| -> Result<Tensor> {
-                Ok(s.apply_op1_no_bwd(&TemporalCols {
-                    frames,
-                    hw: h * w,
-                    c,
-                    row0,
-                    rows,
-                })?)
-            };
-            return self
-                .conv
-                .fused_with(cols, 3 * c, (n, h, w, c), Epilogue::Residual(x));
-        }
         let s = act(x)?;
         let (prev, next) = if frames <= 1 {
             (s.clone(), s.clone())
@@ -135,6 +125,24 @@ impl TemporalMix {
         };
         let h = self.conv.forward(&Tensor::cat(&[&prev, &s, &next], 3)?)?;
         Ok((x + h)?)
+    }
+
+    /// [`TemporalMix::forward`] on the CPU kernels: the shifted copies are gathered block by
+    /// block instead of concatenated.
+    fn fused(&self, x: &Tensor, frames: usize) -> Result<Tensor> {
+        let (n, h, w, c) = x.dims4()?;
+        let s = hardswish(x)?;
+        let cols = |row0, rows| -> Result<Tensor> {
+            Ok(s.apply_op1_no_bwd(&TemporalCols {
+                frames,
+                hw: h * w,
+                c,
+                row0,
+                rows,
+            })?)
+        };
+        self.conv
+            .fused_with(cols, 3 * c, (n, h, w, c), Epilogue::Residual(x))
     }
 }
 
@@ -158,15 +166,86 @@ impl Level {
         Ok(Level { blocks, tmix })
     }
 
-    fn forward(&self, x: &Tensor, emb: &Tensor, frames: usize) -> Result<Tensor> {
+    fn forward<L: Layers>(&self, x: &Tensor, emb: &Tensor, frames: usize) -> Result<Tensor> {
         let mut h = x.clone();
         for b in &self.blocks {
-            h = b.forward(&h, emb)?;
+            h = L::block(b, &h, emb)?;
         }
         match &self.tmix {
-            Some(t) => t.forward(&h, frames),
+            Some(t) => L::tmix(t, &h, frames),
             None => Ok(h),
         }
+    }
+}
+
+/// How the network's layers are computed, chosen once when it is built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernels {
+    /// Differentiable candle ops: training, and any model that is not f32 on the CPU.
+    Graph,
+    /// The CPU inference kernels of `cpu_kernels` (f32 on the CPU, no gradients).
+    FusedCpu,
+}
+
+impl Kernels {
+    /// The kernels for inference with weights of this device and dtype.
+    pub fn for_inference(device: &Device, dtype: DType) -> Kernels {
+        if device.is_cpu() && dtype == DType::F32 {
+            Kernels::FusedCpu
+        } else {
+            Kernels::Graph
+        }
+    }
+}
+
+/// The layer computations of one [`Kernels`] choice; the network's trunk is generic over it,
+/// so the choice is made once per pass, not in every layer.
+trait Layers {
+    fn conv(c: &Conv, x: &Tensor) -> Result<Tensor>;
+    fn block(b: &ResBlock, x: &Tensor, emb: &Tensor) -> Result<Tensor>;
+    fn tmix(t: &TemporalMix, x: &Tensor, frames: usize) -> Result<Tensor>;
+    /// Conv at the coarse level, nearest 2x upsampling, plus the skip.
+    fn up_add(c: &Conv, x: &Tensor, skip: &Tensor) -> Result<Tensor>;
+    /// Activation then conv (the output head).
+    fn act_conv(c: &Conv, x: &Tensor) -> Result<Tensor>;
+}
+
+struct GraphLayers;
+struct FusedCpuLayers;
+
+impl Layers for GraphLayers {
+    fn conv(c: &Conv, x: &Tensor) -> Result<Tensor> {
+        c.forward(x)
+    }
+    fn block(b: &ResBlock, x: &Tensor, emb: &Tensor) -> Result<Tensor> {
+        b.forward(x, emb)
+    }
+    fn tmix(t: &TemporalMix, x: &Tensor, frames: usize) -> Result<Tensor> {
+        t.forward(x, frames)
+    }
+    fn up_add(c: &Conv, x: &Tensor, skip: &Tensor) -> Result<Tensor> {
+        Ok((upsample2(&c.forward(x)?)? + skip)?)
+    }
+    fn act_conv(c: &Conv, x: &Tensor) -> Result<Tensor> {
+        c.forward(&act(x)?)
+    }
+}
+
+impl Layers for FusedCpuLayers {
+    fn conv(c: &Conv, x: &Tensor) -> Result<Tensor> {
+        c.fused(x, Epilogue::Plain)
+    }
+    fn block(b: &ResBlock, x: &Tensor, emb: &Tensor) -> Result<Tensor> {
+        b.fused(x, emb)
+    }
+    fn tmix(t: &TemporalMix, x: &Tensor, frames: usize) -> Result<Tensor> {
+        t.fused(x, frames)
+    }
+    fn up_add(c: &Conv, x: &Tensor, skip: &Tensor) -> Result<Tensor> {
+        c.fused(x, Epilogue::UpsampleAdd(skip))
+    }
+    fn act_conv(c: &Conv, x: &Tensor) -> Result<Tensor> {
+        c.fused(&hardswish(x)?, Epilogue::Plain)
     }
 }
 
@@ -220,10 +299,20 @@ pub struct VideoUNet {
     up: Vec<Conv>,
     dec: Vec<Level>,
     conv_out: Conv,
+    kernels: Kernels,
 }
 
 impl VideoUNet {
-    pub fn new(vb: VarBuilder, cfg: &UNetConfig) -> Result<Self> {
+    /// The network of `cfg` with the weights of `vb`, computed with `kernels` (which must be
+    /// [`Kernels::Graph`] unless the weights are f32 on the CPU and nothing is trained).
+    pub fn new(vb: VarBuilder, cfg: &UNetConfig, kernels: Kernels) -> Result<Self> {
+        if kernels == Kernels::FusedCpu
+            && Kernels::for_inference(vb.device(), vb.dtype()) != kernels
+        {
+            return Err(Error::Other(
+                "internal: the CPU kernels need f32 weights on the CPU".into(),
+            ));
+        }
         cfg.validate()
             .map_err(|m| Error::Other(format!("invalid model config: {m}")))?;
         let ch = &cfg.channels;
@@ -281,11 +370,16 @@ impl VideoUNet {
             up,
             dec,
             conv_out: conv(vb.pp("conv_out"), ch[0], pix, 3, 1, GAIN_ACT * GAIN_BRANCH)?,
+            kernels,
         })
     }
 
     pub fn config(&self) -> &UNetConfig {
         &self.cfg
+    }
+
+    pub fn kernels(&self) -> Kernels {
+        self.kernels
     }
 
     /// Dtype and device of the weights.
@@ -349,47 +443,36 @@ impl VideoUNet {
         let emb = self.emb_fc1.forward(&feats)?.silu()?;
         let emb = self.emb_fc2.forward(&emb)?.silu()?;
 
-        // 3. Pixel-unshuffle to channels-last: the network runs at 1/unshuffle resolution.
+        // 3. Pixel-unshuffle to channels-last (the network runs at 1/unshuffle resolution),
+        //    the trunk on the kernels chosen at build, back to [N, C, H, W].
         let x = unshuffle_to_nhwc(&x.to_dtype(dtype)?, cfg.unshuffle)?;
-        let fused = fused_ok(&x, self.conv_in.weight());
-        let mut hcur = if fused {
-            self.conv_in.fused(&x, Epilogue::Plain)?
-        } else {
-            self.conv_in.forward(&x)?
-        };
-
-        // 4. Encoder: blocks + temporal mixing at each level, keeping skips, strided-conv down.
-        let levels = cfg.levels();
-        let mut skips = Vec::with_capacity(levels - 1);
-        for l in 0..levels {
-            hcur = self.enc[l].forward(&hcur, &emb, frames)?;
-            if l + 1 < levels {
-                skips.push(hcur.clone());
-                hcur = if fused {
-                    self.down[l].fused(&hcur, Epilogue::Plain)?
-                } else {
-                    self.down[l].forward(&hcur)?
-                };
-            }
-        }
-
-        // 5. Decoder: conv at the coarse level, nearest upsample, add the skip, blocks + mixing.
-        for l in (0..levels - 1).rev() {
-            let u = if fused {
-                self.up[l].fused(&hcur, Epilogue::UpsampleAdd(&skips[l]))?
-            } else {
-                (upsample2(&self.up[l].forward(&hcur)?)? + &skips[l])?
-            };
-            hcur = self.dec[l].forward(&u, &emb, frames)?;
-        }
-
-        // 6. Back to image channels, full resolution and [N, C, H, W].
-        let out = if fused {
-            self.conv_out.fused(&act_fused(&hcur)?, Epilogue::Plain)?
-        } else {
-            self.conv_out.forward(&act(&hcur)?)?
+        let out = match self.kernels {
+            Kernels::Graph => self.trunk::<GraphLayers>(&x, &emb, frames)?,
+            Kernels::FusedCpu => self.trunk::<FusedCpuLayers>(&x, &emb, frames)?,
         };
         shuffle_to_nchw(&out, cfg.unshuffle)
+    }
+
+    /// Steps 4-6 of [`Self::forward_frames`] on channels-last `x`: the conv in, the encoder
+    /// (blocks and temporal mixing at each level, keeping skips, strided conv down), the decoder
+    /// (conv at the coarse level, nearest upsample, add the skip, blocks and mixing) and the
+    /// head back to image channels.
+    fn trunk<L: Layers>(&self, x: &Tensor, emb: &Tensor, frames: usize) -> Result<Tensor> {
+        let levels = self.cfg.levels();
+        let mut hcur = L::conv(&self.conv_in, x)?;
+        let mut skips = Vec::with_capacity(levels - 1);
+        for l in 0..levels {
+            hcur = self.enc[l].forward::<L>(&hcur, emb, frames)?;
+            if l + 1 < levels {
+                skips.push(hcur.clone());
+                hcur = L::conv(&self.down[l], &hcur)?;
+            }
+        }
+        for l in (0..levels - 1).rev() {
+            let u = L::up_add(&self.up[l], &hcur, &skips[l])?;
+            hcur = self.dec[l].forward::<L>(&u, emb, frames)?;
+        }
+        L::act_conv(&self.conv_out, &hcur)
     }
 }
 
