@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod model;
 #[allow(unsafe_code)]
 pub mod ofx;
+pub mod params;
 pub mod sampling;
 pub mod sequence;
 pub mod train;

@@ -539,32 +539,43 @@ fn help_documents_every_flag() {
         assert!(top.contains(cmd), "vdiff --help lacks `{cmd}`:\n{top}");
     }
     let render = String::from_utf8(ok(&["render", "--help"]).stdout).unwrap();
-    for flag in [
-        "--noise-level",
-        "--strength",
-        "--steps",
-        "--sampler",
-        "--detail",
-        "--seed",
-        "--temporal-radius",
-        "--temporal-smoothing",
-        "--noise-clipping",
-        "--mix",
-        "--model",
-        "--device",
-        "--tile-size",
+    // Every parameter of the plugin (but its push buttons) is a flag, named after its id.
+    let params: Vec<String> = vdiff::params::PARAMS
+        .iter()
+        .filter(|p| !matches!(p.kind, vdiff::params::Kind::PushButton))
+        .map(|p| {
+            let id = p.id.to_str().unwrap();
+            let kebab: String = id
+                .chars()
+                .flat_map(|c| {
+                    if c.is_ascii_uppercase() {
+                        vec!['-', c.to_ascii_lowercase()]
+                    } else {
+                        vec![c]
+                    }
+                })
+                .collect();
+            format!("--{kebab} ")
+        })
+        .collect();
+    assert!(params.len() >= 13 && params.contains(&"--temporal-radius ".to_string()));
+    for flag in params.iter().map(String::as_str).chain([
+        "[alias: --model]",
         "--frames",
         "--depth",
         "FRAME:VALUE",
         "Examples",
-    ] {
+    ]) {
         assert!(
             render.contains(flag),
             "vdiff render --help lacks `{flag}`:\n{render}"
         );
     }
     let demo = String::from_utf8(ok(&["demo", "--help"]).stdout).unwrap();
-    let steps = demo.lines().find(|l| l.contains("--steps")).unwrap_or("");
+    // The flag's line and its help (clap puts long help on the next line).
+    let lines: Vec<&str> = demo.lines().collect();
+    let at = lines.iter().position(|l| l.contains("--steps")).unwrap_or(0);
+    let steps = lines[at..(at + 2).min(lines.len())].join(" ");
     assert!(
         demo.contains("--out")
             && demo.contains("[default: 0.05]")

@@ -16,6 +16,7 @@ use super::smooth::smooth;
 use super::tiles::TileGrid;
 use crate::geometry::Rect;
 use crate::model::Model;
+use crate::params;
 use crate::sampling::noise::{fill_planar, WindowNoise, STEP_INIT};
 use crate::sampling::schedule::{start_sigma, Schedule};
 use crate::sampling::{sample, SamplerKind};
@@ -48,13 +49,15 @@ pub struct FrameParams {
 }
 
 impl Default for FrameParams {
+    /// The parameters' declared defaults.
     fn default() -> Self {
+        let d = |def: &params::ParamDef| params::double_default(def) as f32;
         FrameParams {
-            noise_level: 0.04,
-            strength: 0.0,
-            detail: 0.0,
-            smoothing: 0.5,
-            mix: 1.0,
+            noise_level: d(&params::NOISE_LEVEL),
+            strength: d(&params::STRENGTH),
+            detail: d(&params::DETAIL),
+            smoothing: d(&params::TEMPORAL_SMOOTHING),
+            mix: d(&params::MIX),
         }
     }
 }
@@ -71,21 +74,29 @@ impl FrameParams {
     /// value never reaches the sampler.
     pub fn sanitized(self) -> Self {
         let d = FrameParams::default();
-        let fix = |v: f32, def: f32, hi: f32| if v.is_finite() { v.clamp(0.0, hi) } else { def };
+        let fix = |v: f32, def: f32, p: &params::ParamDef| {
+            let (lo, hi) = params::double_range(p);
+            if v.is_finite() {
+                v.clamp(lo as f32, hi as f32)
+            } else {
+                def
+            }
+        };
         FrameParams {
-            noise_level: fix(self.noise_level, d.noise_level, MAX_NOISE_LEVEL),
-            strength: fix(self.strength, d.strength, 1.0),
-            detail: fix(self.detail, d.detail, 1.0),
-            smoothing: fix(self.smoothing, d.smoothing, MAX_SMOOTHING),
-            mix: fix(self.mix, d.mix, 1.0),
+            noise_level: fix(self.noise_level, d.noise_level, &params::NOISE_LEVEL),
+            strength: fix(self.strength, d.strength, &params::STRENGTH),
+            detail: fix(self.detail, d.detail, &params::DETAIL),
+            smoothing: fix(self.smoothing, d.smoothing, &params::TEMPORAL_SMOOTHING),
+            mix: fix(self.mix, d.mix, &params::MIX),
         }
     }
 }
 
-/// Largest footage noise level accepted (0..1 units).
-pub const MAX_NOISE_LEVEL: f32 = 0.5;
-/// Largest Temporal Smoothing accepted.
-pub const MAX_SMOOTHING: f32 = 2.0;
+/// Largest footage noise level accepted (0..1 units): the parameter's range.
+pub const MAX_NOISE_LEVEL: f32 = params::double_range(&params::NOISE_LEVEL).1 as f32;
+/// Largest Temporal Smoothing accepted: the parameter's range.
+pub const MAX_SMOOTHING: f32 = params::double_range(&params::TEMPORAL_SMOOTHING).1 as f32;
+
 /// Largest noise level the smoothing gate scales with (about 50/255, the heaviest footage noise
 /// it was tuned on).
 const SMOOTH_LEVEL_CAP: f32 = 0.2;
@@ -171,8 +182,9 @@ fn validate(s: &Settings) -> Result<()> {
     Ok(())
 }
 
-pub const MAX_STEPS: u32 = 1000;
-pub const MAX_RADIUS: u32 = 16;
+/// Most sampler steps and largest temporal radius accepted: the parameters' ranges.
+pub const MAX_STEPS: u32 = params::int_range(&params::STEPS).1 as u32;
+pub const MAX_RADIUS: u32 = params::int_range(&params::TEMPORAL_RADIUS).1 as u32;
 
 fn fetch_sane(frames: &dyn Frames, t: i64, rect: Rect) -> Result<RgbImage> {
     let mut img = frames.fetch(t, rect)?;

@@ -1,14 +1,9 @@
 //! `vdiff bench`: times the engine on a synthetic noisy shot at a chosen size and prints frames
 //! per second, seconds per frame (amortised over the shot), milliseconds per megapixel-frame per
 //! sampler step, and the cost of serving a cached neighbour frame.
-use std::path::PathBuf;
-use std::sync::Arc;
-
 use anyhow::Context;
-use vdiff::engine::{FrameParams, NoiseClipping, Settings};
-use vdiff::model::device::DeviceChoice;
-use vdiff::model::registry::{self, ModelSource};
-use vdiff::sampling::SamplerKind;
+
+use crate::cli_common::EffectArgs;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -18,31 +13,9 @@ pub struct Args {
     /// Frames in the synthetic shot (chunk reuse is amortised over it).
     #[arg(long, default_value_t = 8)]
     frames: usize,
-    /// Sampler steps (default: the plugin's).
-    #[arg(long, default_value_t = 1)]
-    steps: u32,
-    #[arg(long, default_value = "dpmpp-2m")]
-    sampler: SamplerKind,
-    #[arg(long, default_value_t = 2)]
-    temporal_radius: u32,
-    #[arg(long, default_value_t = 512)]
-    tile_size: u32,
-    /// Footage noise of the synthetic shot, also used as Noise Level.
-    #[arg(long, default_value_t = 0.04)]
-    noise_level: f32,
-    #[arg(long, default_value_t = 0.0)]
-    strength: f32,
-    /// Temporal Smoothing (default: the plugin's).
-    #[arg(long, default_value_t = 0.5)]
-    temporal_smoothing: f32,
-    /// Noise Clipping: auto, clipped or unclipped.
-    #[arg(long, default_value = "auto")]
-    noise_clipping: NoiseClipping,
-    /// Model file (default: the built-in model).
-    #[arg(long)]
-    model: Option<PathBuf>,
-    #[arg(long, default_value = "auto")]
-    device: DeviceChoice,
+    /// The effect's parameters (at frame 0); Noise Level is also the synthetic shot's noise.
+    #[command(flatten)]
+    effect: EffectArgs,
 }
 
 fn parse_size(s: &str) -> anyhow::Result<(i64, i64)> {
@@ -63,38 +36,19 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         .iter()
         .map(|s| parse_size(s))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let source = a
-        .model
-        .clone()
-        .map_or(ModelSource::BuiltIn, ModelSource::File);
-    let model = registry::get(&source, a.device)?;
-    let settings = Settings {
-        model: Arc::clone(&model),
-        sampler: a.sampler,
-        steps: a.steps,
-        seed: 0,
-        radius: a.temporal_radius,
-        tile_size: a.tile_size,
-        render_scale: 1.0,
-        clipping: a.noise_clipping,
-    };
-    let params = FrameParams {
-        noise_level: a.noise_level,
-        strength: a.strength,
-        detail: 0.0,
-        smoothing: a.temporal_smoothing,
-        mix: 1.0,
-    };
+    let model = a.effect.load_model()?;
+    let settings = a.effect.settings_at(0, &model);
+    let params = a.effect.params_at(0);
     outln!(
         "model {} on {:?}, sampler {}, {} steps, temporal radius {}, smoothing {}, noise clipping {}, tile {}, {} frames, {} threads",
         &model.id()[..12],
-        a.device,
-        a.sampler,
-        a.steps,
-        a.temporal_radius,
-        a.temporal_smoothing,
-        a.noise_clipping,
-        a.tile_size,
+        model.device(),
+        settings.sampler,
+        settings.steps,
+        settings.radius,
+        params.smoothing,
+        settings.clipping,
+        settings.tile_size,
         a.frames,
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );

@@ -1,5 +1,6 @@
-//! Helpers shared by the `vdiff` subcommands that render: the effect's parameters as flags (same
-//! names, defaults and ranges as the plugin), Ctrl-C handling, and the progress display.
+//! Helpers shared by the `vdiff` subcommands that render: the effect's parameters as flags (built
+//! from the plugin's parameter table), Ctrl-C handling, and the progress display.
+use std::ffi::CStr;
 use std::fmt;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -7,12 +8,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
+use clap::builder::ValueParser;
+use clap::{Arg, ArgAction, ArgMatches, Command};
 use indicatif::{ProgressBar, ProgressStyle};
 use vdiff::engine::{Control, FrameParams, NoiseClipping, Settings};
 use vdiff::keyframes::{Curve, IntCurve};
 use vdiff::model::device::DeviceChoice;
 use vdiff::model::registry::{self, ModelSource};
 use vdiff::model::Model;
+use vdiff::params::{self, ids, Kind, ParamDef, PARAMS};
 use vdiff::sampling::SamplerKind;
 
 /// Where `--device` may send the model.
@@ -60,10 +64,7 @@ fn parse_sampler(s: &str) -> Result<SamplerKind, String> {
 }
 
 /// A keyframeable real parameter limited to `lo..=hi` at every key.
-fn curve(
-    lo: f64,
-    hi: f64,
-) -> impl Fn(&str) -> Result<Curve, String> + Clone + Send + Sync + 'static {
+fn curve(lo: f64, hi: f64) -> impl Fn(&str) -> Result<Curve, String> + Clone + Send + Sync {
     move |s: &str| {
         let c: Curve = s.parse().map_err(|e: vdiff::Error| e.to_string())?;
         let outside = c.values().find(|v| !(lo..=hi).contains(v));
@@ -75,10 +76,7 @@ fn curve(
 }
 
 /// A keyframeable integer parameter limited to `lo..=hi` at every key.
-fn int_curve(
-    lo: i64,
-    hi: i64,
-) -> impl Fn(&str) -> Result<IntCurve, String> + Clone + Send + Sync + 'static {
+fn int_curve(lo: i64, hi: i64) -> impl Fn(&str) -> Result<IntCurve, String> + Clone + Send + Sync {
     move |s: &str| {
         let c: IntCurve = s.parse().map_err(|e: vdiff::Error| e.to_string())?;
         let outside = c.values().find(|v| !(lo..=hi).contains(v));
@@ -89,63 +87,159 @@ fn int_curve(
     }
 }
 
-/// The effect's parameters, with the plugin's names, defaults and ranges. Numbers accept
+fn parse_clipping(s: &str) -> Result<NoiseClipping, String> {
+    s.parse::<NoiseClipping>().map_err(|e| e.to_string())
+}
+
+/// The effect's parameters as command-line values. The flags are built from the plugin's
+/// parameter table (`vdiff::params::PARAMS`): the id in kebab case (`temporalRadius` ->
+/// `--temporal-radius`), the hint as help, and the table's default and range. Numbers accept
 /// keyframes `FRAME:VALUE,...` (linear between keys, held outside them).
-#[derive(clap::Args, Clone, Debug)]
+#[derive(Clone, Debug)]
 pub struct EffectArgs {
-    /// Noise already in the footage, as a standard deviation in 0..1 image units (0.04 ~ 10/255).
-    #[arg(long, value_name = "SIGMA|KEYS", default_value = "0.04", value_parser = curve(0.0, 0.5), allow_negative_numbers = true,
-        help_heading = "Effect")]
     pub noise_level: Curve,
-    /// Extra noise on top of Noise Level: 0 restores the footage, 1 re-generates it.
-    #[arg(long, value_name = "0..1|KEYS", default_value = "0", value_parser = curve(0.0, 1.0), allow_negative_numbers = true,
-        help_heading = "Effect")]
     pub strength: Curve,
-    /// Sampler steps: 1 is the model's best estimate (Strength 0); 8-20 with Strength above 0.
-    #[arg(long, value_name = "1..100|KEYS", default_value = "1", value_parser = int_curve(1, 100), allow_negative_numbers = true,
-        help_heading = "Effect")]
     pub steps: IntCurve,
-    /// Sampling method: euler, heun or dpmpp-2m (the plugin's labels "DPM++ 2M" etc. work too).
-    #[arg(long, value_name = "NAME", default_value = "dpmpp-2m", value_parser = parse_sampler, help_heading = "Effect")]
     pub sampler: SamplerKind,
-    /// Stochasticity (churn) of the sampler: 0 deterministic path, 1 most fresh noise per step.
-    #[arg(long, value_name = "0..1|KEYS", default_value = "0", value_parser = curve(0.0, 1.0), allow_negative_numbers = true,
-        help_heading = "Effect")]
     pub detail: Curve,
-    /// Seed of the frame-anchored noise; the same seed gives the same frames on every machine.
-    #[arg(long, value_name = "N|KEYS", default_value = "0", value_parser = int_curve(0, i32::MAX as i64), allow_negative_numbers = true,
-        help_heading = "Effect")]
     pub seed: IntCurve,
-    /// Frames on each side of a frame that are denoised with it (0 = frame by frame).
-    #[arg(long, value_name = "0..8|KEYS", default_value = "2", value_parser = int_curve(0, 8), allow_negative_numbers = true,
-        help_heading = "Effect")]
     pub temporal_radius: IntCurve,
-    /// Averages each denoised frame with its denoised neighbours where they agree (0 = off).
-    #[arg(long, value_name = "0..2|KEYS", default_value = "0.5", value_parser = curve(0.0, 2.0), allow_negative_numbers = true,
-        help_heading = "Effect")]
     pub temporal_smoothing: Curve,
-    /// Was the noise clipped at black/white (8/16-bit files): auto, clipped or unclipped.
-    #[arg(
-        long,
-        value_name = "MODE",
-        default_value = "auto",
-        help_heading = "Effect"
-    )]
     pub noise_clipping: NoiseClipping,
-    /// Blend with the source: 0 gives the source back, 1 the full effect.
-    #[arg(long, value_name = "0..1|KEYS", default_value = "1", value_parser = curve(0.0, 1.0), allow_negative_numbers = true,
-        help_heading = "Effect")]
     pub mix: Curve,
-    /// A safetensors model file (default: the model built into vdiff).
-    #[arg(long, value_name = "FILE", help_heading = "Effect")]
     pub model: Option<PathBuf>,
-    /// Where the model runs: auto (a GPU if this build has one, else the CPU), cpu, cuda or metal.
-    #[arg(long, value_name = "auto|cpu|cuda|metal", default_value = "auto", value_parser = parse_device, help_heading = "Effect")]
     pub device: DeviceArg,
-    /// Tile size in pixels: large frames are denoised in overlapping tiles of this size.
-    #[arg(long, value_name = "64..4096|KEYS", default_value = "512", value_parser = int_curve(64, 4096), allow_negative_numbers = true,
-        help_heading = "Effect")]
     pub tile_size: IntCurve,
+}
+
+/// `temporalRadius` -> `temporal-radius`.
+pub fn flag_name(id: &CStr) -> String {
+    let mut out = String::new();
+    for ch in id.to_string_lossy().chars() {
+        if ch.is_ascii_uppercase() {
+            out.push('-');
+            out.push(ch.to_ascii_lowercase());
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}
+
+/// A flag's older spelling, kept working: `--model` for Model File.
+fn alias(id: &CStr) -> Option<&'static str> {
+    (id == ids::MODEL_FILE).then_some("model")
+}
+
+/// `1` for 1.0, `0.04` for 0.04: the shortest text that reads back as the value.
+fn number(v: f64) -> String {
+    format!("{v}")
+}
+
+/// The command-line flag of one parameter, or `None` for push buttons (they act in a host).
+fn effect_arg(def: &ParamDef) -> Option<Arg> {
+    let name = flag_name(def.id);
+    let arg = Arg::new(name.clone())
+        .long(name)
+        .help(def.hint.split_whitespace().collect::<Vec<_>>().join(" "))
+        .help_heading("Effect")
+        .action(ArgAction::Set);
+    let arg = match alias(def.id) {
+        Some(a) => arg.visible_alias(a),
+        None => arg,
+    };
+    Some(match def.kind {
+        Kind::Double {
+            default, min, max, ..
+        } => arg
+            .value_name(format!("{}..{}|KEYS", number(min), number(max)))
+            .default_value(number(default))
+            .allow_negative_numbers(true)
+            .value_parser(ValueParser::new(curve(min, max))),
+        Kind::Int {
+            default, min, max, ..
+        } => {
+            let name = if max == i32::MAX {
+                "N|KEYS".to_string()
+            } else {
+                format!("{min}..{max}|KEYS")
+            };
+            arg.value_name(name)
+                .default_value(default.to_string())
+                .allow_negative_numbers(true)
+                .value_parser(ValueParser::new(int_curve(i64::from(min), i64::from(max))))
+        }
+        Kind::Choice { options, default } => {
+            let arg = arg.default_value(options[default]);
+            if def.id == ids::SAMPLER {
+                // The plugin's labels ("DPM++ 2M") are accepted too.
+                arg.value_parser(ValueParser::new(parse_sampler))
+                    .value_name("euler|heun|dpmpp-2m")
+            } else if def.id == ids::DEVICE {
+                arg.value_parser(ValueParser::new(parse_device))
+                    .value_name("auto|cpu|cuda|metal")
+            } else if def.id == ids::NOISE_CLIPPING {
+                arg.value_parser(ValueParser::new(parse_clipping))
+                    .value_name("auto|clipped|unclipped")
+            } else {
+                return None;
+            }
+        }
+        Kind::FilePath => arg
+            .value_name("FILE")
+            .value_parser(clap::value_parser!(PathBuf)),
+        Kind::PushButton => return None,
+    })
+}
+
+fn effect_args(cmd: Command) -> Command {
+    cmd.args(PARAMS.iter().filter_map(effect_arg))
+}
+
+impl clap::Args for EffectArgs {
+    fn augment_args(cmd: Command) -> Command {
+        effect_args(cmd)
+    }
+    fn augment_args_for_update(cmd: Command) -> Command {
+        effect_args(cmd)
+    }
+}
+
+impl clap::FromArgMatches for EffectArgs {
+    fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
+        fn get<T: Clone + Send + Sync + 'static>(
+            m: &ArgMatches,
+            id: &CStr,
+        ) -> Result<T, clap::Error> {
+            let name = flag_name(id);
+            m.get_one::<T>(&name).cloned().ok_or_else(|| {
+                clap::Error::raw(
+                    clap::error::ErrorKind::MissingRequiredArgument,
+                    format!("--{name} has no value\n"),
+                )
+            })
+        }
+        Ok(EffectArgs {
+            noise_level: get(m, ids::NOISE_LEVEL)?,
+            strength: get(m, ids::STRENGTH)?,
+            steps: get(m, ids::STEPS)?,
+            sampler: get(m, ids::SAMPLER)?,
+            detail: get(m, ids::DETAIL)?,
+            seed: get(m, ids::SEED)?,
+            temporal_radius: get(m, ids::TEMPORAL_RADIUS)?,
+            temporal_smoothing: get(m, ids::TEMPORAL_SMOOTHING)?,
+            noise_clipping: get(m, ids::NOISE_CLIPPING)?,
+            mix: get(m, ids::MIX)?,
+            model: m.get_one::<PathBuf>(&flag_name(ids::MODEL_FILE)).cloned(),
+            device: get(m, ids::DEVICE)?,
+            tile_size: get(m, ids::TILE_SIZE)?,
+        })
+    }
+
+    fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
 }
 
 impl EffectArgs {
@@ -171,10 +265,10 @@ impl EffectArgs {
         Settings {
             model: Arc::clone(model),
             sampler: self.sampler,
-            steps: self.steps.at(t).clamp(1, 100) as u32,
-            seed: self.seed.at(t).max(0) as u64,
-            radius: self.temporal_radius.at(t).clamp(0, 8) as u32,
-            tile_size: self.tile_size.at(t).clamp(64, 4096) as u32,
+            steps: clamp_int(&self.steps, t, &params::STEPS) as u32,
+            seed: clamp_int(&self.seed, t, &params::SEED) as u64,
+            radius: clamp_int(&self.temporal_radius, t, &params::TEMPORAL_RADIUS) as u32,
+            tile_size: clamp_int(&self.tile_size, t, &params::TILE_SIZE) as u32,
             render_scale: 1.0,
             clipping: self.noise_clipping,
         }
@@ -190,6 +284,12 @@ impl EffectArgs {
             mix: self.mix.at(t) as f32,
         }
     }
+}
+
+/// An integer curve's value at `t` inside the parameter's range (and at least 0).
+fn clamp_int(c: &IntCurve, t: i64, def: &ParamDef) -> i64 {
+    let (lo, hi) = params::int_range(def);
+    c.at(t).clamp(i64::from(lo.max(0)), i64::from(hi))
 }
 
 /// The error a render returns when the user pressed Ctrl-C (`main` exits with 130 for it).
@@ -345,7 +445,7 @@ mod tests {
 
     #[test]
     fn defaults_are_the_plugin_defaults() {
-        use vdiff::effect::params::{def, ids, Kind, SAMPLER_OPTIONS};
+        use vdiff::params::{def, SAMPLER_OPTIONS};
         let double = |id| match def(id).unwrap().kind {
             Kind::Double { default, .. } => default,
             k => panic!("{id:?} is {k:?}"),

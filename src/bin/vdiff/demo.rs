@@ -46,7 +46,7 @@ DIR/contact-sheet.png (rows: first, middle and last frame; left: noisy, right: d
 #[derive(clap::Args, Clone, Debug)]
 #[command(
     after_help = ABOUT,
-    mut_arg("noise_level", |a| a.default_value(CLIP_SIGMA))
+    mut_arg("noise-level", |a| a.default_value(CLIP_SIGMA))
 )]
 pub struct Args {
     /// Folder for the demo's frames and contact sheet (created if missing).
