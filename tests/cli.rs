@@ -574,7 +574,10 @@ fn help_documents_every_flag() {
     let demo = String::from_utf8(ok(&["demo", "--help"]).stdout).unwrap();
     // The flag's line and its help (clap puts long help on the next line).
     let lines: Vec<&str> = demo.lines().collect();
-    let at = lines.iter().position(|l| l.contains("--steps")).unwrap_or(0);
+    let at = lines
+        .iter()
+        .position(|l| l.contains("--steps"))
+        .unwrap_or(0);
     let steps = lines[at..(at + 2).min(lines.len())].join(" ");
     assert!(
         demo.contains("--out")

@@ -17,10 +17,8 @@ pub struct Instance {
 
 const MESSAGE_ID: &str = "net.vdiff.VideoDiffusion.error";
 
-/// The sentence shown for an error: what went wrong and what to do about it.
-/// Phrases of library messages that already carry their advice.
-const ALREADY_ADVISED: [&str; 2] = ["vdiff train", "choose Device"];
-
+/// The sentence shown for an error: what went wrong (the library's message, which states facts)
+/// and what to do about it in the plugin (chosen by the error's kind).
 pub fn user_text(e: &Error) -> String {
     let advice = match e {
         Error::Model { .. } => {
@@ -32,12 +30,7 @@ pub fn user_text(e: &Error) -> String {
         Error::Param { .. } => "Check the effect's settings.",
         _ => "See the log for details (set VDIFF_LOG to a file to keep it).",
     };
-    let text = e.to_string();
-    // Model and device errors often say what to do already; don't say it twice.
-    if ALREADY_ADVISED.iter().any(|a| text.contains(a)) {
-        return format!("Video Diffusion: {text}.");
-    }
-    format!("Video Diffusion: {text}. {advice}")
+    format!("Video Diffusion: {e}. {advice}")
 }
 
 /// Shows `e` to the user on this instance (persistent where the host can), unless the same
@@ -112,19 +105,10 @@ mod tests {
     }
 
     #[test]
-    fn advice_already_in_the_error_is_not_repeated() {
-        let t = user_text(&Error::Device(
-            "no GPU in this build; choose Device: CPU or Auto".into(),
-        ));
-        assert_eq!(
-            t.matches("CPU or Auto").count() + t.matches("Auto or CPU").count(),
-            1,
-            "{t}"
-        );
-        let t = user_text(&Error::model(
-            "/m.safetensors",
-            "bad; pick a .safetensors saved by `vdiff train`",
-        ));
+    fn advice_is_said_once() {
+        let t = user_text(&Error::Device("no usable CUDA GPU (driver missing)".into()));
+        assert_eq!(t.matches("Auto or CPU").count(), 1, "{t}");
+        let t = user_text(&Error::model("/m.safetensors", "not a VDiff model"));
         assert_eq!(t.matches("vdiff train").count(), 1, "{t}");
     }
 }

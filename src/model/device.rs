@@ -63,23 +63,18 @@ fn gpu() -> Result<(Device, DType)> {
     {
         return match Device::new_cuda(0) {
             Ok(d) => Ok((d, DType::F16)),
-            Err(e) => Err(Error::Device(format!(
-                "no usable CUDA GPU ({e}); choose Device: CPU or Auto"
-            ))),
+            Err(e) => Err(Error::Device(format!("no usable CUDA GPU ({e})"))),
         };
     }
     #[cfg(feature = "metal")]
     {
         return match Device::new_metal(0) {
             Ok(d) => Ok((d, DType::F16)),
-            Err(e) => Err(Error::Device(format!(
-                "no usable Metal GPU ({e}); choose Device: CPU or Auto"
-            ))),
+            Err(e) => Err(Error::Device(format!("no usable Metal GPU ({e})"))),
         };
     }
     Err(Error::Device(
-        "this VDiff was built without cuda/metal support, so it cannot use a GPU; choose Device: CPU or Auto"
-            .into(),
+        "this VDiff was built without cuda/metal support, so it cannot use a GPU".into(),
     ))
 }
 

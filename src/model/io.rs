@@ -22,7 +22,6 @@ pub const FORMAT_KEY: &str = "vdiff.format";
 pub const FORMAT: &str = "1";
 
 /// What to tell the user when a file is not usable at all.
-const PICK_ANOTHER: &str = "pick a .safetensors saved by `vdiff train`, or leave the model file empty for the built-in model";
 
 /// One tensor ready for `safetensors::serialize`: little-endian f32 bytes.
 struct F32View {
@@ -175,9 +174,9 @@ fn describe_safetensors_error(e: &SafeTensorError) -> String {
         SafeTensorError::MetadataIncompleteBuffer
         | SafeTensorError::InvalidHeaderLength
         | SafeTensorError::HeaderTooSmall => {
-            format!("the file is truncated or not a safetensors file ({e:?}); {PICK_ANOTHER}")
+            format!("the file is truncated or not a safetensors file ({e:?})")
         }
-        _ => format!("not a safetensors file ({e:?}); {PICK_ANOTHER}"),
+        _ => format!("not a safetensors file ({e:?})"),
     }
 }
 
@@ -204,21 +203,23 @@ pub(crate) fn load_bytes_from(
     let md = meta.metadata().clone().unwrap_or_default();
     let Some(json) = md.get(CONFIG_KEY) else {
         return Err(fail(format!(
-            "not a VDiff model (no {CONFIG_KEY} metadata); {PICK_ANOTHER}"
+            "not a VDiff model (no {CONFIG_KEY} metadata)"
         )));
     };
     match md.get(FORMAT_KEY).map(String::as_str) {
         Some(FORMAT) => {}
         Some(other) => {
             return Err(fail(format!(
-                "model format {other} is not supported by this VDiff (it reads format {FORMAT}); update VDiff or pick another model"
+                "model format {other} is not supported by this VDiff (it reads format {FORMAT})"
             )))
         }
         None => {
-            return Err(fail(format!("not a VDiff model (no {FORMAT_KEY} metadata); {PICK_ANOTHER}")))
+            return Err(fail(format!(
+                "not a VDiff model (no {FORMAT_KEY} metadata)"
+            )))
         }
     }
-    let cfg = UNetConfig::from_json(json).map_err(|m| fail(format!("{m}; {PICK_ANOTHER}")))?;
+    let cfg = UNetConfig::from_json(json).map_err(fail)?;
 
     // 3. Every tensor present, with the shape and dtype the config implies.
     let tensors = st.tensors();
@@ -228,7 +229,7 @@ pub(crate) fn load_bytes_from(
             .iter()
             .map(|(n, v)| (n.as_str(), v.dtype(), v.shape())),
     )
-    .map_err(|m| fail(format!("{m}; {PICK_ANOTHER}")))?;
+    .map_err(fail)?;
 
     // 4. Build the network on the device, in the requested dtype.
     let id = content_id(
@@ -445,7 +446,7 @@ mod tests {
     }
 
     #[test]
-    fn damaged_or_foreign_files_are_refused_with_advice() {
+    fn damaged_or_foreign_files_are_refused_and_named() {
         let (cfg, vm) = tiny();
         let good = to_bytes(&vm, &cfg).unwrap();
         let err = load_err(&good[..good.len() - 10]);
@@ -454,11 +455,11 @@ mod tests {
         assert!(err.contains("truncated"), "{err}");
         let err = load_err(b"this is a text file, not a model at all");
         assert!(
-            err.contains("/models/x.safetensors") && err.contains("vdiff train"),
+            err.contains("/models/x.safetensors") && err.contains("not a safetensors file"),
             "{err}"
         );
         let err = load_err(&[]);
-        assert!(err.contains("vdiff train"), "{err}");
+        assert!(err.contains("truncated"), "{err}");
 
         let t = raw_tensors(&vm);
         let err = load_err(&write(&t, &[]));

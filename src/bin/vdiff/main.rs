@@ -74,6 +74,18 @@ fn try_main() -> anyhow::Result<()> {
     }
 }
 
+/// What to do about a library error on the command line, by its kind.
+fn advice(e: &vdiff::Error) -> Option<&'static str> {
+    match e {
+        vdiff::Error::Model { .. } => Some(
+            "pass a .safetensors model saved by `vdiff train` to --model-file, or leave it out for the built-in model",
+        ),
+        vdiff::Error::Device(_) => Some("use --device cpu (or auto, which falls back to the CPU)"),
+        vdiff::Error::OutOfMemory(_) => Some("lower --tile-size or --temporal-radius, or use --device cpu"),
+        _ => None,
+    }
+}
+
 /// Whether `e` comes from writing to a stdout whose reader has gone (`| head`).
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
@@ -93,6 +105,9 @@ fn main() {
             std::process::exit(130);
         }
         eprintln!("vdiff: error: {e:#}");
+        if let Some(advice) = e.downcast_ref::<vdiff::Error>().and_then(advice) {
+            eprintln!("vdiff: {advice}");
+        }
         std::process::exit(1);
     }
 }
