@@ -835,6 +835,56 @@ fn natron_tiled_and_resolve_full_frame_agree() {
     finish_clean(h);
 }
 
+#[test]
+fn nuke_bands_on_a_long_lived_instance_match_full_frames() {
+    let p = project().set("temporalRadius", 1).set("tileSize", 64);
+    let h = start(HostConfig::nuke());
+    let inst = instance(&h, &p);
+    assert_eq!(
+        inst.output_format(),
+        (DepthSpec::Known(Depth::Float), Comps::Rgba)
+    );
+    // Nuke asks for horizontal bands, not in frame order, and comes back to frames it has
+    // rendered before on the same instance.
+    let bands = [
+        Rect::new(0, 40, 96, 64),
+        Rect::new(0, 0, 96, 20),
+        Rect::new(0, 20, 96, 40),
+    ];
+    let mut nuke = Vec::new();
+    for t in [3i64, 1, 3] {
+        let mut parts = Vec::new();
+        for w in bands {
+            let fo = inst.render_frame(t, &RenderOpts::default().window(w).strips(2));
+            check_ok(&h, &fo, "Nuke band");
+            parts.push(fo);
+        }
+        nuke.push((t, parts));
+    }
+    for (w, (a, b)) in bands.iter().zip(nuke[0].1.iter().zip(&nuke[2].1)) {
+        same("frame 3 rendered again on the same instance", a, b, *w);
+    }
+    inst.destroy();
+    finish_clean(h);
+
+    let h = start(HostConfig::resolve());
+    let inst = instance(&h, &p);
+    for (t, parts) in &nuke[..2] {
+        let full = inst.render_frame(*t, &RenderOpts::default());
+        check_ok(&h, &full, "Resolve frame");
+        for (part, w) in parts.iter().zip(&bands) {
+            same(
+                &format!("frame {t}, Nuke band {w} vs a full frame"),
+                part,
+                &full,
+                *w,
+            );
+        }
+    }
+    inst.destroy();
+    finish_clean(h);
+}
+
 /// A frame the plugin could not denoise (a bad Model File) and passed through unchanged, so
 /// that a batch render still finishes (Natron abandons the whole render when a frame fails).
 fn check_passed_through(h: &Host, inst: &Instance<'_>, fo: &FrameOut, what: &str) {

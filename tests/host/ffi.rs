@@ -5,7 +5,6 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::{c_char, c_void, CStr};
-use std::os::unix::fs::FileExt;
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
 use openfx::sys::generic::core::*;
@@ -209,33 +208,6 @@ pub unsafe fn cstr_arg(p: *const c_char) -> Option<String> {
     Some(unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
 }
 
-/// /proc/self/mem lets the host read plugin memory without faulting on a bad address: it is used
-/// for pointers taken from C varargs, whose presence the host cannot verify.
-static SELF_MEM: LazyLock<Option<std::fs::File>> =
-    LazyLock::new(|| std::fs::File::open("/proc/self/mem").ok());
-
-/// Reads a C string at `addr` without dereferencing it; None if unreadable or longer than 64 KiB.
-pub fn probe_cstr(addr: usize) -> Option<String> {
-    if addr < 4096 {
-        return None;
-    }
-    let file = SELF_MEM.as_ref()?;
-    let mut out = Vec::new();
-    let mut at = addr;
-    while out.len() < 65536 {
-        let to_page_end = 4096 - (at % 4096);
-        let mut buf = vec![0u8; to_page_end.min(512)];
-        file.read_exact_at(&mut buf, at as u64).ok()?;
-        if let Some(nul) = buf.iter().position(|&b| b == 0) {
-            out.extend_from_slice(&buf[..nul]);
-            return Some(String::from_utf8_lossy(&out).into_owned());
-        }
-        at += buf.len();
-        out.extend_from_slice(&buf);
-    }
-    None
-}
-
 /// Name of an OfxStatus for diagnostics.
 #[allow(non_upper_case_globals)]
 pub fn status_name(s: OfxStatus) -> String {
@@ -260,125 +232,4 @@ pub fn status_name(s: OfxStatus) -> String {
         _ => return format!("OfxStatus({s})"),
     };
     n.to_string()
-}
-
-/// A minimal printf for the message suite: `%s %d %i %u %x %X %o %c %f %F %e %E %g %G %p %%` with
-/// flags, width, precision and length modifiers. Integer-class and floating-point arguments come
-/// from separate register sequences, as the SysV x86-64 and AAPCS64 calling conventions pass them.
-pub fn format_printf(fmt: &str, ints: &[usize], floats: &[f64], missing: &mut bool) -> String {
-    let mut out = String::new();
-    let mut it = fmt.chars().peekable();
-    let (mut ii, mut fi) = (0usize, 0usize);
-    while let Some(c) = it.next() {
-        if c != '%' {
-            out.push(c);
-            continue;
-        }
-        let mut spec = String::from("%");
-        let mut conv = None;
-        for d in it.by_ref() {
-            spec.push(d);
-            if d.is_ascii_alphabetic() && !matches!(d, 'l' | 'h' | 'z' | 'j' | 't' | 'L' | 'q') {
-                conv = Some(d);
-                break;
-            }
-            if d == '%' && spec.len() == 2 {
-                conv = Some('%');
-                break;
-            }
-        }
-        let long =
-            spec.contains('l') || spec.contains('z') || spec.contains('j') || spec.contains('t');
-        let mut next_int = |missing: &mut bool| {
-            let v = ints.get(ii).copied();
-            ii += 1;
-            if v.is_none() {
-                *missing = true;
-            }
-            v
-        };
-        match conv {
-            Some('%') => out.push('%'),
-            Some('s') => match next_int(missing) {
-                Some(0) => out.push_str("(null)"),
-                Some(p) => match probe_cstr(p) {
-                    Some(s) => out.push_str(&s),
-                    None => {
-                        *missing = true;
-                        out.push_str("<unreadable %s argument>");
-                    }
-                },
-                None => out.push_str("<missing %s argument>"),
-            },
-            Some(c @ ('d' | 'i')) => match next_int(missing) {
-                Some(v) if long => out.push_str(&(v as i64).to_string()),
-                Some(v) => out.push_str(&(v as u32 as i32).to_string()),
-                None => out.push_str(&format!("<missing %{c} argument>")),
-            },
-            Some(c @ ('u' | 'x' | 'X' | 'o' | 'c' | 'p')) => match next_int(missing) {
-                Some(v) => {
-                    let v = if long || c == 'p' {
-                        v as u64
-                    } else {
-                        v as u32 as u64
-                    };
-                    out.push_str(&match c {
-                        'u' => v.to_string(),
-                        'x' => format!("{v:x}"),
-                        'X' => format!("{v:X}"),
-                        'o' => format!("{v:o}"),
-                        'p' => format!("{v:#x}"),
-                        _ => char::from_u32(v as u32)
-                            .map(String::from)
-                            .unwrap_or_default(),
-                    })
-                }
-                None => out.push_str(&format!("<missing %{c} argument>")),
-            },
-            Some(c @ ('f' | 'F' | 'e' | 'E' | 'g' | 'G' | 'a' | 'A')) => {
-                let v = floats.get(fi).copied();
-                fi += 1;
-                match v {
-                    Some(v) => out.push_str(&format!("{v}")),
-                    None => {
-                        *missing = true;
-                        out.push_str(&format!("<missing %{c} argument>"));
-                    }
-                }
-            }
-            _ => out.push_str(&spec),
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn printf_formats_strings_ints_and_floats() {
-        let s = c"model.safetensors";
-        let mut missing = false;
-        let out = format_printf(
-            "file %s: %d tensors, %lu bytes, %.2f%% done",
-            &[s.as_ptr() as usize, 7, 1234],
-            &[12.5],
-            &mut missing,
-        );
-        assert_eq!(
-            out,
-            "file model.safetensors: 7 tensors, 1234 bytes, 12.5% done"
-        );
-        assert!(!missing);
-        let out = format_printf("%s and %s", &[s.as_ptr() as usize], &[], &mut missing);
-        assert!(missing, "{out}");
-        assert!(out.ends_with("<missing %s argument>"), "{out}");
-    }
-
-    #[test]
-    fn probe_refuses_unmapped_memory() {
-        assert_eq!(probe_cstr(8), None);
-        assert_eq!(probe_cstr(c"abc".as_ptr() as usize).as_deref(), Some("abc"));
-    }
 }

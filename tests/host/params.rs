@@ -370,21 +370,15 @@ impl Param {
         kOfxStatOK
     }
 
-    /// Reads a value the plugin passed to paramSetValue from the variadic registers.
-    fn read_in(&self, ints: [usize; 3], doubles: [f64; 4]) -> PVal {
+    /// The value the plugin passed to paramSetValue, in the parameter's kind.
+    fn read_in(&self, ints: &[i32], doubles: &[f64], string: Option<String>) -> PVal {
         let (ni, nd, s) = self.ptype.layout();
         if s {
-            let p = ints[0];
-            PVal::Str(if p == 0 {
-                String::new()
-            } else {
-                ffi::probe_cstr(p).unwrap_or_default()
-            })
+            PVal::Str(string.unwrap_or_default())
         } else if ni > 0 {
-            // C varargs promote `int` to a full register; only the low 32 bits are defined.
-            PVal::Int(ints[..ni].iter().map(|&v| v as u32 as i32).collect())
+            PVal::Int(ints.iter().take(ni).copied().collect())
         } else {
-            PVal::Double(doubles[..nd].to_vec())
+            PVal::Double(doubles.iter().take(nd).copied().collect())
         }
     }
 
@@ -806,8 +800,9 @@ pub(super) fn get_value(h: OfxParamHandle, at: Option<f64>, outs: [*mut c_void; 
 pub(super) fn set_value(
     h: OfxParamHandle,
     at: Option<f64>,
-    ints: [usize; 3],
-    doubles: [f64; 4],
+    ints: &[i32],
+    doubles: &[f64],
+    string: Option<String>,
 ) -> OfxStatus {
     let func = if at.is_some() {
         "paramSetValueAtTime"
@@ -821,7 +816,7 @@ pub(super) fn set_value(
         p.violation(format!("{func} on a {:?} parameter", p.ptype));
         return kOfxStatErrBadHandle;
     }
-    let v = p.read_in(ints, doubles);
+    let v = p.read_in(ints, doubles, string);
     if !p.check_shape(&v) {
         p.violation(format!("{func}: value {v:?} does not fit"));
         return kOfxStatErrValue;

@@ -50,6 +50,7 @@ pub unsafe extern "C" fn fetch_suite(
     name: *const c_char,
     version: c_int,
 ) -> *const c_void {
+    varargs::init();
     // SAFETY: plugin string.
     let Some(n) = (unsafe { ffi::cstr_arg(name) }) else {
         return std::ptr::null();
@@ -370,22 +371,20 @@ pub enum MsgCall {
     Persistent,
 }
 
-/// message() and setPersistentMessage() behind the variadic shims.
+/// message() and setPersistentMessage() behind the variadic shims, which formatted the text.
 pub(super) fn message(
     call: MsgCall,
     h: *mut c_void,
     ty: *const c_char,
     id: *const c_char,
-    fmt: *const c_char,
-    ints: [usize; 2],
-    floats: [f64; 2],
+    has_format: bool,
+    text: String,
 ) -> OfxStatus {
     let (host, serial) = host_of_handle(h);
-    // SAFETY: plugin strings (type, id and format are named arguments).
-    let (ty, id, fmt) = unsafe { (ffi::cstr_arg(ty), ffi::cstr_arg(id), ffi::cstr_arg(fmt)) };
+    // SAFETY: plugin strings (type and id are named arguments).
+    let (ty, id) = unsafe { (ffi::cstr_arg(ty), ffi::cstr_arg(id)) };
     let ty = ty.unwrap_or_default();
-    let mut missing = false;
-    let text = ffi::format_printf(&fmt.unwrap_or_default(), &ints, &floats, &mut missing);
+    let missing = !has_format;
     let action = ffi::current().map(|c| c.action).unwrap_or_default();
     let kind = match call {
         MsgCall::Message => MessageKind::Message,
@@ -412,10 +411,7 @@ pub(super) fn message(
             if missing {
                 ffi::violation(
                     Some(host),
-                    format!(
-                        "message format {:?} needs more arguments than given",
-                        msg.text
-                    ),
+                    format!("message without a format string: {:?}", msg.text),
                 );
             }
             if !valid_types.iter().any(|t| t.to_str().unwrap_or("") == ty) {
