@@ -21,8 +21,6 @@ pub const FORMAT_KEY: &str = "vdiff.format";
 /// The format this build reads and writes: every tensor F32, names as `VideoUNet::new` asks.
 pub const FORMAT: &str = "1";
 
-/// What to tell the user when a file is not usable at all.
-
 /// One tensor ready for `safetensors::serialize`: little-endian f32 bytes.
 struct F32View {
     shape: Vec<usize>,
