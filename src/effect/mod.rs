@@ -13,8 +13,8 @@ mod render;
 use std::ffi::{c_uint, CStr};
 
 use crate::ofx::entry::OfxEffect;
-use crate::ofx::{Action, Call, Reply};
-use crate::Result;
+use crate::ofx::{Action, Call, EffectError, Failure, Reply};
+use crate::{Error, Result};
 
 /// Reverse-domain identifier (MLT names the filter `openfx.net.vdiff.VideoDiffusion`).
 pub const IDENTIFIER: &CStr = c"net.vdiff.VideoDiffusion";
@@ -39,8 +39,21 @@ impl OfxEffect for VideoDiffusion {
     const IDENTIFIER: &'static CStr = IDENTIFIER;
     const VERSION_MAJOR: c_uint = VERSION_MAJOR;
     const VERSION_MINOR: c_uint = VERSION_MINOR;
+    type Error = Error;
     fn main_entry(call: &Call<'_>) -> Result<Reply> {
         main_entry(call)
+    }
+}
+
+/// The library's errors as the OFX boundary reports them to the host.
+impl EffectError for Error {
+    fn failure(&self) -> Failure {
+        match self {
+            Error::Aborted => Failure::Aborted,
+            Error::PixelFormat(_) => Failure::ImageFormat,
+            Error::OutOfMemory(_) => Failure::Memory,
+            _ => Failure::Failed,
+        }
     }
 }
 
@@ -66,5 +79,28 @@ pub fn main_entry(call: &Call<'_>) -> Result<Reply> {
         // Nothing to set up: the chunk cache and model registry are process-wide and lazy.
         Action::BeginSequenceRender | Action::EndSequenceRender => Ok(Reply::Ok),
         Action::Other => Ok(Reply::Default),
+    }
+}
+
+#[cfg(test)]
+mod failure_tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_classified_for_the_host() {
+        assert_eq!(Error::Aborted.failure(), Failure::Aborted);
+        assert_eq!(
+            Error::model("/m.safetensors", "missing").failure(),
+            Failure::Failed
+        );
+        assert_eq!(
+            Error::PixelFormat("Alpha".into()).failure(),
+            Failure::ImageFormat
+        );
+        assert_eq!(Error::image("frame 3", "short").failure(), Failure::Failed);
+        let oom = candle_core::Error::Msg("CUDA_ERROR_OUT_OF_MEMORY".into());
+        assert_eq!(Error::from(oom).failure(), Failure::Memory);
+        let other = candle_core::Error::Msg("shape mismatch".into());
+        assert_eq!(Error::from(other).failure(), Failure::Failed);
     }
 }

@@ -12,7 +12,7 @@ use openfx::sys::image_effect_v1::image_effect::{
 use super::effect::ImageEffect;
 use super::host::{self, LoadError};
 use super::props::PropSet;
-use super::{status_of, Action, Call, Fail, Reply};
+use super::{status_of, Action, Call, EffectError, Fail, Failure, Reply};
 
 /// An image effect the wrapper can export: its identity and one function that answers every
 /// action (`Reply::Default` for those it does not handle). Nothing of it touches the C ABI.
@@ -20,7 +20,8 @@ pub trait OfxEffect: 'static {
     const IDENTIFIER: &'static CStr;
     const VERSION_MAJOR: c_uint;
     const VERSION_MINOR: c_uint;
-    fn main_entry(call: &Call<'_>) -> crate::Result<Reply>;
+    type Error: EffectError;
+    fn main_entry(call: &Call<'_>) -> Result<Reply, Self::Error>;
 }
 
 /// The `OfxPlugin` record of effect `E`.
@@ -103,7 +104,10 @@ unsafe extern "C" fn main_entry<E: OfxEffect>(
                 .unwrap_or_else(|| "unknown panic".into());
             log::error!("{label}: internal error caught at the OFX boundary: {msg}");
         }
-        Ok(Err(Fail::Lib(crate::Error::Aborted))) => log::debug!("{label}: aborted by the host"),
+        Ok(Err(Fail::Effect {
+            failure: Failure::Aborted,
+            ..
+        })) => log::debug!("{label}: aborted by the host"),
         Ok(Err(e)) => log::warn!("{label}: {}", describe(e)),
         Ok(Ok(_)) => log::trace!("{label}: {}", super::status_name(status)),
     }
@@ -114,7 +118,7 @@ fn describe(f: &Fail) -> String {
     match f {
         Fail::BadHandle(what) => format!("null or bad {what} handle"),
         Fail::MissingHostFeature(what) => format!("the host lacks {what}"),
-        Fail::Lib(e) => e.to_string(),
+        Fail::Effect { message, .. } => message.clone(),
     }
 }
 
@@ -169,7 +173,7 @@ unsafe fn dispatch<E: OfxEffect>(
         out_args,
         host: &host,
     };
-    E::main_entry(&call).map_err(Fail::Lib)
+    E::main_entry(&call).map_err(|e| Fail::effect(&e))
 }
 
 #[cfg(test)]
@@ -181,11 +185,24 @@ mod tests {
 
     /// A small effect of the wrapper's own: it answers every action by default.
     struct Probe;
+    /// Its error type (never produced).
+    struct ProbeError;
+    impl std::fmt::Display for ProbeError {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("probe")
+        }
+    }
+    impl EffectError for ProbeError {
+        fn failure(&self) -> Failure {
+            Failure::Failed
+        }
+    }
     impl OfxEffect for Probe {
         const IDENTIFIER: &'static CStr = c"net.vdiff.test.Probe";
         const VERSION_MAJOR: c_uint = 3;
         const VERSION_MINOR: c_uint = 7;
-        fn main_entry(_call: &Call<'_>) -> crate::Result<Reply> {
+        type Error = ProbeError;
+        fn main_entry(_call: &Call<'_>) -> Result<Reply, ProbeError> {
             Ok(Reply::Default)
         }
     }

@@ -126,6 +126,25 @@ pub enum Reply {
     Default,
 }
 
+/// What kind of failure an effect's error is, for the status the host receives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// The host (or the user) stopped the render: `kOfxStatFailed`, logged quietly.
+    Aborted,
+    /// Pixels the effect cannot take: `kOfxStatErrImageFormat`.
+    ImageFormat,
+    /// Memory ran out: `kOfxStatErrMemory`.
+    Memory,
+    /// Anything else: `kOfxStatFailed`.
+    Failed,
+}
+
+/// The error type of an [`OfxEffect`](entry::OfxEffect): shown as text, classified by the
+/// effect itself (the boundary knows nothing of its variants).
+pub trait EffectError: std::fmt::Display {
+    fn failure(&self) -> Failure;
+}
+
 /// Why an action did not complete, as the boundary sees it.
 #[derive(Debug)]
 pub enum Fail {
@@ -133,13 +152,16 @@ pub enum Fail {
     BadHandle(&'static str),
     /// The host lacks a suite or function the plugin cannot do without.
     MissingHostFeature(String),
-    /// Anything the plugin's own code reports.
-    Lib(crate::Error),
+    /// What the effect's own code reported.
+    Effect { failure: Failure, message: String },
 }
 
-impl From<crate::Error> for Fail {
-    fn from(e: crate::Error) -> Self {
-        Fail::Lib(e)
+impl Fail {
+    pub fn effect(e: &impl EffectError) -> Fail {
+        Fail::Effect {
+            failure: e.failure(),
+            message: e.to_string(),
+        }
     }
 }
 
@@ -152,10 +174,10 @@ pub fn status_of(outcome: &std::thread::Result<Result<Reply, Fail>>) -> OfxStatu
         Ok(Ok(Reply::Default)) => kOfxStatReplyDefault,
         Ok(Err(Fail::BadHandle(_))) => kOfxStatErrBadHandle,
         Ok(Err(Fail::MissingHostFeature(_))) => kOfxStatErrMissingHostFeature,
-        Ok(Err(Fail::Lib(e))) => match e {
-            crate::Error::PixelFormat(_) => kOfxStatErrImageFormat,
-            crate::Error::OutOfMemory(_) => kOfxStatErrMemory,
-            _ => kOfxStatFailed,
+        Ok(Err(Fail::Effect { failure, .. })) => match failure {
+            Failure::ImageFormat => kOfxStatErrImageFormat,
+            Failure::Memory => kOfxStatErrMemory,
+            Failure::Aborted | Failure::Failed => kOfxStatFailed,
         },
     }
 }
@@ -192,8 +214,6 @@ pub fn status_name(st: OfxStatus) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Error;
-
     fn run(f: impl FnOnce() -> Result<Reply, Fail>) -> OfxStatus {
         status_of(&std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)))
     }
@@ -207,23 +227,18 @@ mod tests {
             run(|| Err(Fail::MissingHostFeature("x".into()))),
             kOfxStatErrMissingHostFeature
         );
-        assert_eq!(run(|| Err(Error::Aborted.into())), kOfxStatFailed);
-        assert_eq!(
-            run(|| Err(Error::model("/m.safetensors", "missing").into())),
-            kOfxStatFailed
-        );
-        assert_eq!(
-            run(|| Err(Error::PixelFormat("Alpha".into()).into())),
-            kOfxStatErrImageFormat
-        );
-        assert_eq!(
-            run(|| Err(Error::image("frame 3", "short").into())),
-            kOfxStatFailed
-        );
-        let oom = candle_core::Error::Msg("CUDA_ERROR_OUT_OF_MEMORY".into());
-        assert_eq!(run(|| Err(Error::from(oom).into())), kOfxStatErrMemory);
-        let other = candle_core::Error::Msg("shape mismatch".into());
-        assert_eq!(run(|| Err(Error::from(other).into())), kOfxStatFailed);
+        let fail = |failure| {
+            move || {
+                Err(Fail::Effect {
+                    failure,
+                    message: "x".into(),
+                })
+            }
+        };
+        assert_eq!(run(fail(Failure::Aborted)), kOfxStatFailed);
+        assert_eq!(run(fail(Failure::Failed)), kOfxStatFailed);
+        assert_eq!(run(fail(Failure::ImageFormat)), kOfxStatErrImageFormat);
+        assert_eq!(run(fail(Failure::Memory)), kOfxStatErrMemory);
     }
 
     #[test]
