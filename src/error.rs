@@ -34,6 +34,16 @@ pub enum Error {
         context: String,
         cause: std::io::Error,
     },
+    /// The host broke the OFX API or refused a call (a null handle, a missing suite function, a
+    /// failed status).
+    #[error("host: {0}")]
+    Host(String),
+    /// A broken invariant of the library itself (a bug to report, not something a user can fix).
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// An external tool or source file that data preparation needs is missing or failed.
+    #[error("{0}")]
+    Tool(String),
     #[error("{0}")]
     Other(String),
 }

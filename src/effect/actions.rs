@@ -18,7 +18,7 @@ use crate::{Error, Result};
 
 fn effect<'a>(call: &Call<'a>) -> Result<ImageEffect<'a>> {
     call.effect.ok_or_else(|| {
-        Error::Other(format!(
+        Error::Host(format!(
             "{} without an effect handle",
             call.name.to_string_lossy()
         ))
@@ -27,7 +27,7 @@ fn effect<'a>(call: &Call<'a>) -> Result<ImageEffect<'a>> {
 
 fn out_args<'a>(call: &Call<'a>) -> Result<PropSet<'a>> {
     call.out_args.ok_or_else(|| {
-        Error::Other(format!(
+        Error::Host(format!(
             "{} without output arguments",
             call.name.to_string_lossy()
         ))
@@ -37,7 +37,7 @@ fn out_args<'a>(call: &Call<'a>) -> Result<PropSet<'a>> {
 /// The property carrying a per-clip value in an action's arguments (`<prefix>Source`).
 fn clip_prop(prefix: &str, clip: &std::ffi::CStr) -> Result<CString> {
     CString::new(format!("{prefix}{}", clip.to_string_lossy()))
-        .map_err(|_| Error::Other("clip name with a NUL byte".into()))
+        .map_err(|_| Error::Internal("clip name with a NUL byte".into()))
 }
 
 pub fn load(call: &Call<'_>) -> Result<Reply> {
@@ -80,7 +80,7 @@ pub fn regions_of_interest(call: &Call<'_>) -> Result<Reply> {
     let fx = effect(call)?;
     let args = call
         .in_args
-        .ok_or_else(|| Error::Other("GetRegionsOfInterest without arguments".into()))?;
+        .ok_or_else(|| Error::Host("GetRegionsOfInterest without arguments".into()))?;
     let t = time(Some(&args))?;
     let scale = render_scale(Some(&args));
     let src = fx.clip(SOURCE)?;
@@ -197,7 +197,7 @@ pub fn instance_changed(call: &Call<'_>) -> Result<Reply> {
     let fx = effect(call)?;
     let args = call
         .in_args
-        .ok_or_else(|| Error::Other("InstanceChanged without arguments".into()))?;
+        .ok_or_else(|| Error::Host("InstanceChanged without arguments".into()))?;
     if args.string(kOfxPropType, 0)?.as_bytes() != kOfxTypeParameter.to_bytes() {
         return Ok(Reply::Default);
     }
@@ -235,7 +235,7 @@ pub fn instance_changed(call: &Call<'_>) -> Result<Reply> {
 fn analyze_noise(fx: &ImageEffect<'_>, t: f64, scale: (f64, f64)) -> Result<Reply> {
     let src = fx.clip(SOURCE)?;
     if !src.connected() {
-        return Err(Error::Other("connect a source clip first".into()));
+        return Err(Error::param("Source", "connect a source clip first"));
     }
     let rod = rod_pixels(&src, t, scale)?;
     let mut rgb = {

@@ -25,12 +25,12 @@ impl ParamValues for ParamSet<'_> {
 
 /// The time argument of an action.
 pub fn time(args: Option<&PropSet<'_>>) -> Result<f64> {
-    let args = args.ok_or_else(|| Error::Other("the host passed no arguments".into()))?;
+    let args = args.ok_or_else(|| Error::Host("the host passed no arguments".into()))?;
     let t = args.double(kOfxPropTime, 0)?;
     if t.is_finite() {
         Ok(t)
     } else {
-        Err(Error::Other(format!("the host passed time {t}")))
+        Err(Error::Host(format!("the host passed time {t}")))
     }
 }
 

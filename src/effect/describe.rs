@@ -20,7 +20,7 @@ fn optional(r: Result<()>, what: &str) {
 pub fn describe(call: &Call<'_>) -> Result<Reply> {
     let fx = call
         .effect
-        .ok_or_else(|| Error::Other("Describe without an effect handle".into()))?;
+        .ok_or_else(|| Error::Host("Describe without an effect handle".into()))?;
     let p = fx.props()?;
     p.set_string(kOfxPropLabel, 0, LABEL)?;
     optional(p.set_string(kOfxPropShortLabel, 0, LABEL), "short label");
@@ -85,7 +85,7 @@ pub fn describe(call: &Call<'_>) -> Result<Reply> {
 pub fn describe_in_context(call: &Call<'_>) -> Result<Reply> {
     let fx = call
         .effect
-        .ok_or_else(|| Error::Other("DescribeInContext without an effect handle".into()))?;
+        .ok_or_else(|| Error::Host("DescribeInContext without an effect handle".into()))?;
     let comps = Components::ALL.map(|c| c.ofx_name().to_string_lossy());
 
     let src = fx.define_clip(SOURCE)?;

@@ -19,7 +19,7 @@ use crate::{Error, Result};
 pub fn render(call: &Call<'_>) -> Result<Reply> {
     let fx = call
         .effect
-        .ok_or_else(|| Error::Other("Render without an effect handle".into()))?;
+        .ok_or_else(|| Error::Host("Render without an effect handle".into()))?;
     match render_frame(&fx, call) {
         Ok(Outcome::Rendered) => {
             messages::clear(&fx);
@@ -53,7 +53,7 @@ enum Outcome {
 fn render_frame(fx: &ImageEffect<'_>, call: &Call<'_>) -> Result<Outcome> {
     let args = call
         .in_args
-        .ok_or_else(|| Error::Other("Render without arguments".into()))?;
+        .ok_or_else(|| Error::Host("Render without arguments".into()))?;
     let t = time(Some(&args))?;
     let frame = frame_of(t);
     let scale = render_scale(Some(&args));

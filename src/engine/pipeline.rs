@@ -288,7 +288,7 @@ pub fn render_with(
             computed
                 .iter()
                 .find_map(|d| d.plane(f))
-                .ok_or_else(|| Error::Other(format!("no chunk holds frame {f}")))
+                .ok_or_else(|| Error::Internal(format!("no chunk holds frame {f}")))
         };
         let centre = denoised(t)?;
         let mut result = if smoothing {

@@ -45,8 +45,8 @@ fn with_data<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
     let (storage, layout) = t.storage_and_layout();
     match (&*storage, layout.contiguous_offsets()) {
         (Storage::Cpu(CpuStorage::F32(v)), Some((a, b))) => f(&v[a..b]),
-        _ => Err(Error::Other(
-            "internal: fused kernel needs a contiguous f32 CPU tensor".into(),
+        _ => Err(Error::Internal(
+            "fused kernel needs a contiguous f32 CPU tensor".into(),
         )),
     }
 }
@@ -101,8 +101,8 @@ pub fn gemm_blocks(
     epi: Epilogue,
 ) -> Result<Tensor> {
     if wmat.dim(0)? != row_len || bias.len() != co {
-        return Err(Error::Other(
-            "internal: conv input does not match its weights".into(),
+        return Err(Error::Internal(
+            "conv input does not match its weights".into(),
         ));
     }
     let total = n * ho * wo;
@@ -125,8 +125,8 @@ pub fn gemm_blocks(
     };
     if let Some(t) = &extra {
         if t.elem_count() != out_len {
-            return Err(Error::Other(
-                "internal: residual shape does not match the conv".into(),
+            return Err(Error::Internal(
+                "residual shape does not match the conv".into(),
             ));
         }
     }

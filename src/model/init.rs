@@ -72,7 +72,7 @@ pub fn param_specs(cfg: &UNetConfig) -> Result<Vec<ParamSpec>> {
     VideoUNet::new(vb, cfg, Kernels::Graph)?;
     let specs = specs
         .lock()
-        .map_err(|_| Error::Other("tensor table lock poisoned".into()))?;
+        .map_err(|_| Error::Internal("tensor table lock poisoned".into()))?;
     Ok(specs.clone())
 }
 
@@ -101,7 +101,7 @@ fn init_values(spec: &ParamSpec, seed: u64) -> Result<Vec<f32>> {
                 })
                 .collect())
         }
-        ref other => Err(Error::Other(format!(
+        ref other => Err(Error::Internal(format!(
             "tensor {}: unsupported init hint {other:?}",
             spec.name
         ))),
@@ -118,7 +118,7 @@ pub fn init_varmap(cfg: &UNetConfig, seed: u64, device: &Device) -> Result<(VarM
         let mut data = varmap
             .data()
             .lock()
-            .map_err(|_| Error::Other("VarMap lock poisoned".into()))?;
+            .map_err(|_| Error::Internal("VarMap lock poisoned".into()))?;
         for spec in &specs {
             let values = init_values(spec, seed)?;
             let t = Tensor::from_vec(values, spec.shape.as_slice(), device)?;
@@ -135,7 +135,7 @@ pub(crate) fn varmap_tensors(varmap: &VarMap) -> Result<HashMap<String, Tensor>>
     let data = varmap
         .data()
         .lock()
-        .map_err(|_| Error::Other("VarMap lock poisoned".into()))?;
+        .map_err(|_| Error::Internal("VarMap lock poisoned".into()))?;
     Ok(data
         .iter()
         .map(|(k, v)| (k.clone(), v.as_tensor().clone()))

@@ -94,7 +94,7 @@ pub fn varmap_id(varmap: &VarMap, cfg: &UNetConfig) -> Result<String> {
 /// Serialises a trained (or freshly initialised) network with its config.
 pub fn to_bytes(varmap: &VarMap, cfg: &UNetConfig) -> Result<Vec<u8>> {
     cfg.validate()
-        .map_err(|m| Error::Other(format!("invalid model config: {m}")))?;
+        .map_err(|m| Error::param("model config", m))?;
     let views = varmap_views(varmap)?;
     check_tensors(
         cfg,

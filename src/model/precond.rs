@@ -84,13 +84,13 @@ impl Edm {
 fn check_input(cfg: &UNetConfig, x: &Tensor, sigma: &Tensor) -> Result<(usize, usize, usize)> {
     let dims = x.dims();
     if dims.len() != 4 || dims[1] != cfg.in_channels || dims[2] == 0 || dims[3] == 0 {
-        return Err(Error::Other(format!(
+        return Err(Error::Internal(format!(
             "denoiser input has shape {dims:?}, expected [frames, {}, height, width]",
             cfg.in_channels
         )));
     }
     if sigma.elem_count() != dims[0] {
-        return Err(Error::Other(format!(
+        return Err(Error::Internal(format!(
             "denoiser got {} noise levels for {} frames",
             sigma.elem_count(),
             dims[0]
@@ -197,13 +197,13 @@ pub fn loss(
         [k, c, h, w] => (*k, (*k, *c, *h, *w)),
         [b, k, c, h, w] => (*k, (b * k, *c, *h, *w)),
         _ => {
-            return Err(Error::Other(format!(
+            return Err(Error::Internal(format!(
                 "training batch has shape {dims:?}, expected [K,C,H,W] or [B,K,C,H,W]"
             )))
         }
     };
     if noise.dims() != dims.as_slice() {
-        return Err(Error::Other(format!(
+        return Err(Error::Internal(format!(
             "noise has shape {:?}, the batch {dims:?}",
             noise.dims()
         )));
@@ -216,9 +216,10 @@ pub fn loss(
         .flatten_all()?
         .to_vec1::<f32>()?;
     if let Some(s) = sig_values.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
-        return Err(Error::Other(format!(
-            "training noise level {s} (must be finite and > 0)"
-        )));
+        return Err(Error::param(
+            "noise level",
+            format!("training noise level {s} (must be finite and > 0)"),
+        ));
     }
     let device = x0.device().clone();
     let sc = edm.frame_scalings(sigma, &device)?;

@@ -309,12 +309,12 @@ impl VideoUNet {
         if kernels == Kernels::FusedCpu
             && Kernels::for_inference(vb.device(), vb.dtype()) != kernels
         {
-            return Err(Error::Other(
-                "internal: the CPU kernels need f32 weights on the CPU".into(),
+            return Err(Error::Internal(
+                "the CPU kernels need f32 weights on the CPU".into(),
             ));
         }
         cfg.validate()
-            .map_err(|m| Error::Other(format!("invalid model config: {m}")))?;
+            .map_err(|m| Error::param("model config", m))?;
         let ch = &cfg.channels;
         let levels = cfg.levels();
         let pix = cfg.in_channels * cfg.unshuffle * cfg.unshuffle;
@@ -413,18 +413,18 @@ impl VideoUNet {
         let (n, c, h, w) = x.dims4()?;
         let m = cfg.size_multiple();
         if c != cfg.in_channels {
-            return Err(Error::Other(format!(
+            return Err(Error::Internal(format!(
                 "model input has {c} channels, the model expects {}",
                 cfg.in_channels
             )));
         }
         if h == 0 || w == 0 || h % m != 0 || w % m != 0 {
-            return Err(Error::Other(format!(
+            return Err(Error::Internal(format!(
                 "model input is {w}x{h}; width and height must be positive multiples of {m}"
             )));
         }
         if frames == 0 || n % frames != 0 || c_noise.elem_count() != n {
-            return Err(Error::Other(format!(
+            return Err(Error::Internal(format!(
                 "model input has {n} frames in clips of {frames} with {} noise levels",
                 c_noise.elem_count()
             )));

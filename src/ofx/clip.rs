@@ -125,7 +125,7 @@ impl<'a> Clip<'a> {
         // SAFETY: valid clip handle; region null or pointing to a live rect; out pointer live.
         let st = unsafe { get(self.h, t, region_ptr, &mut h) };
         if st != kOfxStatOK || h.is_null() {
-            return Err(Error::Other(format!(
+            return Err(Error::Host(format!(
                 "the host has no {} image at time {t}: {}",
                 self.name.to_string_lossy(),
                 super::status_name(st)
@@ -135,7 +135,7 @@ impl<'a> Clip<'a> {
         let guard = Release { h, release };
         // SAFETY: the host returned an image property set, valid until released.
         let props = unsafe { PropSet::from_raw(h, self.host) }
-            .ok_or_else(|| Error::Other("null image".into()))?;
+            .ok_or_else(|| Error::Host("null image".into()))?;
         let data = props.pointer(kOfxImagePropData, 0)?;
         let [x1, y1, x2, y2] = props.ints::<4>(kOfxImagePropBounds)?;
         let bounds = Rect::new(x1 as i64, y1 as i64, x2 as i64, y2 as i64);

@@ -77,7 +77,7 @@ impl<'a> ImageEffect<'a> {
         check(st, "getPropertySet", "effect")?;
         // SAFETY: the effect's property set lives as long as the effect.
         unsafe { PropSet::from_raw(p, self.host) }
-            .ok_or_else(|| Error::Other("the host gave a null effect property set".into()))
+            .ok_or_else(|| Error::Host("the host gave a null effect property set".into()))
     }
 
     pub fn params(&self) -> Result<ParamSet<'a>> {
@@ -88,7 +88,7 @@ impl<'a> ImageEffect<'a> {
         check(st, "getParamSet", "effect")?;
         // SAFETY: the parameter set lives as long as the effect.
         unsafe { ParamSet::from_raw(p, self.host) }
-            .ok_or_else(|| Error::Other("the host gave a null parameter set".into()))
+            .ok_or_else(|| Error::Host("the host gave a null parameter set".into()))
     }
 
     /// Defines a clip (describe in context) and returns its descriptor properties.
@@ -100,7 +100,7 @@ impl<'a> ImageEffect<'a> {
         check(st, "clipDefine", &name.to_string_lossy())?;
         // SAFETY: the clip descriptor lives as long as the effect descriptor.
         unsafe { PropSet::from_raw(p, self.host) }
-            .ok_or_else(|| Error::Other("the host gave a null clip descriptor".into()))
+            .ok_or_else(|| Error::Host("the host gave a null clip descriptor".into()))
     }
 
     /// The instance's clip named `name`.
@@ -133,7 +133,7 @@ impl<'a> ImageEffect<'a> {
         check(st, "clipGetPropertySet", &name.to_string_lossy())?;
         // SAFETY: the clip's property set lives as long as the clip.
         unsafe { PropSet::from_raw(p, self.host) }
-            .ok_or_else(|| Error::Other("the host gave a null clip property set".into()))
+            .ok_or_else(|| Error::Host("the host gave a null clip property set".into()))
     }
 
     /// Whether the host wants the current render stopped.

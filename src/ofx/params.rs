@@ -28,7 +28,7 @@ pub struct Param<'a> {
 }
 
 fn missing(call: &str) -> Error {
-    Error::Other(format!("the host's parameter suite lacks {call}"))
+    Error::Host(format!("the host's parameter suite lacks {call}"))
 }
 
 impl<'a> ParamSet<'a> {
@@ -57,7 +57,7 @@ impl<'a> ParamSet<'a> {
         }
         // SAFETY: the host returned the descriptor's property set, valid while the descriptor is.
         unsafe { PropSet::from_raw(props, self.host) }.ok_or_else(|| {
-            Error::Other(format!(
+            Error::Host(format!(
                 "host gave no property set for parameter {}",
                 name.to_string_lossy()
             ))

@@ -21,14 +21,14 @@ pub struct PropSet<'a> {
 
 /// The error for a failed host call: names the call, what it was about and the host's status.
 pub(crate) fn host_error(call: &str, what: &str, st: OfxStatus) -> Error {
-    Error::Other(format!(
+    Error::Host(format!(
         "host call {call}({what}) failed: {}",
         status_name(st)
     ))
 }
 
 fn missing(call: &str) -> Error {
-    Error::Other(format!("the host's suite lacks {call}"))
+    Error::Host(format!("the host's suite lacks {call}"))
 }
 
 /// A suite function the host may leave out (a null pointer), or the error naming it.
@@ -47,7 +47,7 @@ pub(crate) fn check(st: OfxStatus, call: &str, what: &str) -> Result<()> {
 
 fn cstring(s: &str) -> Result<CString> {
     CString::new(s).map_err(|_| {
-        Error::Other(format!(
+        Error::Host(format!(
             "string with a NUL byte cannot go to the host: {s:?}"
         ))
     })

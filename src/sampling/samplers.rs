@@ -325,7 +325,7 @@ impl<'a> Run<'a> {
         let s = Tensor::from_vec(s, self.frames, &self.device)?;
         let d = self.den.denoise(x, &s)?;
         if d.dims() != self.dims.as_slice() {
-            return Err(Error::Other(format!(
+            return Err(Error::Internal(format!(
                 "denoiser returned shape {:?} for a state of shape {:?}",
                 d.dims(),
                 self.dims
@@ -367,7 +367,7 @@ impl<'a> Run<'a> {
             .collect();
         let eps = self.noise.noise(i as u32 + 1)?;
         if eps.dims() != self.dims.as_slice() {
-            return Err(Error::Other(format!(
+            return Err(Error::Internal(format!(
                 "noise source gave shape {:?} for a state of shape {:?}",
                 eps.dims(),
                 self.dims
@@ -447,7 +447,7 @@ mod tests {
             self.calls.set(self.calls.get() + 1);
             let sv = sigma.to_vec1::<f32>()?;
             if let Some(bad) = sv.iter().find(|v| v.is_nan() || **v <= 0.0) {
-                return Err(Error::Other(format!("denoiser got sigma {bad}")));
+                return Err(Error::Internal(format!("denoiser got sigma {bad}")));
             }
             let s2 = self.s * self.s;
             let c: Vec<f32> = sv

@@ -218,12 +218,12 @@ impl Trainer {
         meta.insert(
             STATE_KEY.to_string(),
             serde_json::to_string(&state)
-                .map_err(|e| Error::Other(format!("checkpoint state: {e}")))?,
+                .map_err(|e| Error::Internal(format!("checkpoint state: {e}")))?,
         );
         meta.insert(
             "vdiff.config".to_string(),
             serde_json::to_string(&self.cfg)
-                .map_err(|e| Error::Other(format!("checkpoint config: {e}")))?,
+                .map_err(|e| Error::Internal(format!("checkpoint config: {e}")))?,
         );
         save(path, &tensors, meta)
     }

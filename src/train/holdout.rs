@@ -131,7 +131,7 @@ pub fn prepare_holdout(
             Source::Video { file, .. } | Source::Photo { file } => file,
         };
         if !src.join(file).is_file() {
-            return Err(Error::Other(format!(
+            return Err(Error::Tool(format!(
                 "{} not found: fetch the held-out sources first \
                  (benches/holdout/fetch.sh {})",
                 src.join(file).display(),

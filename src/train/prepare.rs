@@ -107,7 +107,7 @@ pub(super) fn io(ctx: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error
 pub(super) fn run_tool(cmd: &mut Command, tool: &str, package: &str) -> Result<()> {
     let out = cmd.output().map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
-            Error::Other(format!(
+            Error::Tool(format!(
                 "`{tool}` was not found: install {package} (apt-get install {package})"
             ))
         } else {
@@ -118,7 +118,7 @@ pub(super) fn run_tool(cmd: &mut Command, tool: &str, package: &str) -> Result<(
         let err = String::from_utf8_lossy(&out.stderr);
         let tail: Vec<&str> = err.lines().rev().take(6).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
-        return Err(Error::Other(format!(
+        return Err(Error::Tool(format!(
             "{tool} failed ({}):\n{}",
             out.status,
             tail.join("\n")
@@ -210,7 +210,7 @@ pub fn write_png8(path: &Path, w: usize, h: usize, data: &[f32]) -> Result<()> {
 pub fn prepare(opts: &PrepareOptions, log: &mut dyn FnMut(&str)) -> Result<PrepareSummary> {
     let data_dir = opts.source.join("examples/data");
     if !data_dir.is_dir() {
-        return Err(Error::Other(format!(
+        return Err(Error::Tool(format!(
             "{} not found: install opencv-doc (apt-get install opencv-doc) or pass --source",
             data_dir.display()
         )));
@@ -221,7 +221,7 @@ pub fn prepare(opts: &PrepareOptions, log: &mut dyn FnMut(&str)) -> Result<Prepa
     for v in VIDEOS {
         let mut src = opts.source.join(v.file);
         if !src.is_file() {
-            return Err(Error::Other(format!(
+            return Err(Error::Tool(format!(
                 "{} not found: install opencv-doc (apt-get install opencv-doc) or pass --source",
                 src.display()
             )));

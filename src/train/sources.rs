@@ -124,7 +124,7 @@ pub fn prepare_extra(
 ) -> Result<Vec<(PathBuf, usize)>> {
     for f in files() {
         if !src.join(&f).is_file() {
-            return Err(Error::Other(format!(
+            return Err(Error::Tool(format!(
                 "{} not found: fetch the training sources first (resources/training/fetch.sh {})",
                 src.join(&f).display(),
                 src.display()
@@ -206,7 +206,7 @@ fn largest_jpeg(container: &Path, dest: &Path, tmp: &Path) -> Result<()> {
         }
     }
     let (_, start) =
-        best.ok_or_else(|| Error::Other(format!("{}: no JPEG image inside", container.display())))?;
+        best.ok_or_else(|| Error::Tool(format!("{}: no JPEG image inside", container.display())))?;
     std::fs::write(dest, &bytes[start..]).map_err(io(format!("writing {}", dest.display())))
 }
 

@@ -74,7 +74,7 @@ fn sorted_vars(vm: &VarMap) -> Result<(Vec<String>, Vec<Var>)> {
     let data = vm
         .data()
         .lock()
-        .map_err(|_| Error::Other("model variables are poisoned".into()))?;
+        .map_err(|_| Error::Internal("model variables are poisoned".into()))?;
     let mut v: Vec<(String, Var)> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     v.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(v.into_iter().unzip())
@@ -367,7 +367,7 @@ impl Trainer {
             let mut data = vm
                 .data()
                 .lock()
-                .map_err(|_| Error::Other("model variables are poisoned".into()))?;
+                .map_err(|_| Error::Internal("model variables are poisoned".into()))?;
             for (n, e) in self.names.iter().zip(&self.ema) {
                 data.insert(n.clone(), Var::from_tensor(e)?);
             }

@@ -298,7 +298,7 @@ impl<'a> FileFrames<'a> {
     }
 
     fn get(&self, t: i64) -> vdiff::Result<Arc<Decoded>> {
-        let lock_err = || vdiff::Error::Other("frame cache lock poisoned".into());
+        let lock_err = || vdiff::Error::Internal("frame cache lock poisoned".into());
         {
             let mut cache = self.cache.lock().map_err(|_| lock_err())?;
             if let Some(i) = cache.iter().position(|(f, _)| *f == t) {
