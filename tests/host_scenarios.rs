@@ -1162,3 +1162,43 @@ fn host_abort_stops_the_render_without_leaks_or_stale_cache() {
     inst.destroy();
     finish_clean(h);
 }
+
+/// The plugin binary holds the render path and nothing of the command line: image file
+/// formats, argument parsing, progress bars, training and benchmarks stay in `vdiff`.
+#[test]
+fn plugin_binary_links_no_command_line_code() {
+    let plugin = crate::host::plugin::plugin_path().expect("the built plugin");
+    let out = std::process::Command::new("nm")
+        .arg("-C")
+        .arg(&plugin)
+        .output()
+        .expect("nm (binutils) reads the plugin's symbol table");
+    assert!(out.status.success(), "nm {}", plugin.display());
+    let symbols = String::from_utf8_lossy(&out.stdout);
+    // The render path is there (so an empty or stripped table cannot pass)...
+    for needed in ["vdiff::engine", "vdiff::model", "vdiff::effect"] {
+        assert!(
+            symbols.contains(needed),
+            "no {needed} symbols in {}",
+            plugin.display()
+        );
+    }
+    // ...and the command line's crates and modules are not.
+    for cli in [
+        "exr::",
+        "image::codecs",
+        "png::",
+        "tiff::",
+        "clap_builder::",
+        "indicatif::",
+        "vdiff::imageio",
+        "vdiff::sequence",
+        "vdiff::metrics",
+        "vdiff::bench",
+        "vdiff::bundle",
+        "vdiff::train",
+    ] {
+        let n = symbols.lines().filter(|l| l.contains(cli)).count();
+        assert_eq!(n, 0, "the plugin links {n} symbols of {cli}");
+    }
+}
