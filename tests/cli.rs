@@ -21,6 +21,18 @@ fn vdiff(args: &[&str]) -> Output {
         .expect("cannot start the vdiff binary")
 }
 
+/// The command-line flag of a plugin parameter id: `temporalRadius` -> `--temporal-radius`.
+fn flag_of(id: &str) -> String {
+    let mut flag = String::from("--");
+    for c in id.chars() {
+        if c.is_ascii_uppercase() {
+            flag.push('-');
+        }
+        flag.push(c.to_ascii_lowercase());
+    }
+    flag
+}
+
 fn ok(args: &[&str]) -> Output {
     let out = vdiff(args);
     assert!(
@@ -543,20 +555,7 @@ fn help_documents_every_flag() {
     let params: Vec<String> = vdiff::params::PARAMS
         .iter()
         .filter(|p| !matches!(p.kind, vdiff::params::Kind::PushButton))
-        .map(|p| {
-            let id = p.id.to_str().unwrap();
-            let kebab: String = id
-                .chars()
-                .flat_map(|c| {
-                    if c.is_ascii_uppercase() {
-                        vec!['-', c.to_ascii_lowercase()]
-                    } else {
-                        vec![c]
-                    }
-                })
-                .collect();
-            format!("--{kebab} ")
-        })
+        .map(|p| format!("{} ", flag_of(p.id.to_str().unwrap())))
         .collect();
     assert!(params.len() >= 13 && params.contains(&"--temporal-radius ".to_string()));
     for flag in params.iter().map(String::as_str).chain([
@@ -758,7 +757,14 @@ fn readme_parameter_table_matches_the_plugin() {
             .iter()
             .find(|r| r[1] == head)
             .unwrap_or_else(|| panic!("no README row `{head}`"));
-        let (default, range) = (row[3].as_str(), row[4].as_str());
+        let (flag, default, range) = (row[2].as_str(), row[3].as_str(), row[4].as_str());
+        if !matches!(p.kind, Kind::PushButton) {
+            let want = flag_of(id);
+            assert!(
+                flag.starts_with(&format!("`{want}")),
+                "{id}: the README gives the flag {flag}, the command line {want}"
+            );
+        }
         match p.kind {
             Kind::Double {
                 default: d,
