@@ -56,6 +56,17 @@ pub fn gpu_compiled() -> bool {
     cfg!(any(feature = "cuda", feature = "metal"))
 }
 
+/// The first line of a candle error: its text, without the backtrace candle may append.
+#[allow(dead_code)]
+fn first_line(e: &candle_core::Error) -> String {
+    e.to_string()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
 /// The first GPU this build supports and the machine has, with the dtype to run in there.
 #[allow(unreachable_code)]
 fn gpu() -> Result<(Device, DType)> {
@@ -63,14 +74,20 @@ fn gpu() -> Result<(Device, DType)> {
     {
         return match Device::new_cuda(0) {
             Ok(d) => Ok((d, DType::F16)),
-            Err(e) => Err(Error::Device(format!("no usable CUDA GPU ({e})"))),
+            Err(e) => Err(Error::Device(format!(
+                "no usable CUDA GPU ({})",
+                first_line(&e)
+            ))),
         };
     }
     #[cfg(feature = "metal")]
     {
         return match Device::new_metal(0) {
             Ok(d) => Ok((d, DType::F16)),
-            Err(e) => Err(Error::Device(format!("no usable Metal GPU ({e})"))),
+            Err(e) => Err(Error::Device(format!(
+                "no usable Metal GPU ({})",
+                first_line(&e)
+            ))),
         };
     }
     Err(Error::Device(
@@ -91,7 +108,9 @@ pub fn resolve(choice: DeviceChoice) -> Result<(Device, DType)> {
             match gpu() {
                 Ok(r) => Ok(r),
                 Err(e) => {
-                    log::info!("Device Auto: using the CPU ({e})");
+                    // Said once per process: the registry resolves the device per model load.
+                    static SAID: std::sync::Once = std::sync::Once::new();
+                    SAID.call_once(|| log::warn!("Device Auto: rendering on the CPU ({e})"));
                     Ok((Device::Cpu, DType::F32))
                 }
             }

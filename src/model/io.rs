@@ -272,12 +272,8 @@ pub fn load_bytes(bytes: &[u8], device: &Device, dtype: DType) -> Result<Model> 
 /// Loads a model file. The file is read into memory (it is small; mapping it would need
 /// `unsafe`, which this crate keeps to its OFX layer).
 pub fn load_file(path: &Path, device: &Device, dtype: DType) -> Result<Model> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        Error::model(
-            path,
-            format!("cannot read it ({e}); check the path in Model File"),
-        )
-    })?;
+    let bytes =
+        std::fs::read(path).map_err(|e| Error::model(path, format!("cannot read it ({e})")))?;
     load_bytes_from(&bytes, path, device, dtype)
 }
 

@@ -89,12 +89,7 @@ fn source_key(src: &ModelSource) -> Result<SourceKey> {
     match src {
         ModelSource::BuiltIn => Ok(SourceKey::BuiltIn),
         ModelSource::File(p) => {
-            let cant = |e: std::io::Error| {
-                Error::model(
-                    p,
-                    format!("cannot open it ({e}); check the path in Model File"),
-                )
-            };
+            let cant = |e: std::io::Error| Error::model(p, format!("cannot open it ({e})"));
             let path = std::fs::canonicalize(p).map_err(cant)?;
             let md = std::fs::metadata(&path).map_err(cant)?;
             if !md.is_file() {
