@@ -227,8 +227,9 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
+        // The fact only: the plugin and the command line add their own advice.
         assert!(
-            err.contains("/nonexistent/x.safetensors") && err.contains("Model File"),
+            err.contains("/nonexistent/x.safetensors") && err.contains("cannot open it"),
             "{err}"
         );
     }
