@@ -6,22 +6,28 @@
 //! Nothing below `effect` sees an OFX handle; nothing in `ofx` knows about diffusion.
 #![deny(unsafe_code)]
 
+#[cfg(feature = "cli")]
 pub mod bench;
+#[cfg(feature = "cli")]
 pub mod bundle;
 pub mod effect;
 pub mod engine;
 pub mod error;
 pub mod geometry;
+#[cfg(feature = "cli")]
 pub mod imageio;
 pub mod keyframes;
 pub mod logging;
+#[cfg(feature = "cli")]
 pub mod metrics;
 pub mod model;
 #[allow(unsafe_code)]
 pub mod ofx;
 pub mod params;
 pub mod sampling;
+#[cfg(feature = "cli")]
 pub mod sequence;
+#[cfg(feature = "cli")]
 pub mod train;
 
 pub use error::{Error, Result};
