@@ -1,5 +1,6 @@
 //! Criterion benchmarks of the engine on the built-in model: cost per megapixel-frame per
-//! sampler step at 960x540 and 1920x1080, and the cost of serving a cached neighbour frame.
+//! sampler step at 960x540 and 1920x1080, and the cost of serving a cached frame, alone and
+//! smoothed over four cached neighbours.
 //! `vdiff bench` gives the amortised whole-shot figures.
 use std::time::Duration;
 
@@ -62,6 +63,17 @@ fn bench(c: &mut Criterion) {
         render_with(&cache, &req(settings(1)), &clip, &NoControl).expect("render");
         g.bench_function(format!("cached_frame_{w}x{h}"), |b| {
             b.iter(|| render_with(&cache, &req(settings(1)), &clip, &NoControl).expect("render"))
+        });
+        // The middle frame of a five-frame shot, its chunks cached: adds the temporal smoothing
+        // over its four neighbours, each moved onto it by the motion search first.
+        let mid = || Request {
+            t: 2,
+            shot: Shot { first: 0, last: 4 },
+            ..req(settings(1))
+        };
+        render_with(&cache, &mid(), &clip, &NoControl).expect("render");
+        g.bench_function(format!("cached_frame_smoothed_{w}x{h}"), |b| {
+            b.iter(|| render_with(&cache, &mid(), &clip, &NoControl).expect("render"))
         });
     }
     g.finish();

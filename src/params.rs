@@ -253,9 +253,10 @@ pub const TEMPORAL_RADIUS: ParamDef = ParamDef {
 pub const TEMPORAL_SMOOTHING: ParamDef = ParamDef {
     id: ids::TEMPORAL_SMOOTHING,
     label: "Temporal Smoothing",
-    hint: "Averages each denoised frame with the denoised frames within Temporal Radius \
-           wherever they agree, which removes the residual shimmer of static areas. 0 turns \
-           it off; higher values also smooth across slow motion (and may soften it).",
+    hint: "Averages each denoised frame with the denoised frames within Temporal Radius, \
+           each first moved onto it by a motion search, wherever they then agree: this removes \
+           the residual shimmer of static and moving areas alike. 0 turns it off; higher \
+           values also average where the motion was not matched exactly (and may soften it).",
     group: Some(Group::Temporal),
     kind: Kind::Double {
         default: 0.5,

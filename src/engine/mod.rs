@@ -4,6 +4,7 @@ mod cache;
 mod declip;
 mod estimate;
 mod image;
+mod motion;
 mod pipeline;
 mod plan;
 mod smooth;

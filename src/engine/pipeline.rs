@@ -11,6 +11,7 @@ use parking_lot::{Condvar, Mutex};
 use super::cache::{self, ChunkCache, ChunkData, ChunkKey};
 use super::declip::{declip, NoiseClipping};
 use super::image::{sanitize, RgbImage};
+use super::motion::align_all;
 use super::plan::{self, Chunk, Shot};
 use super::smooth::smooth;
 use super::tiles::TileGrid;
@@ -293,10 +294,13 @@ pub fn render_with(
         let centre = denoised(t)?;
         let mut result = if smoothing {
             // Neighbours that were denoised too; untouched frames lend no weight.
+            let (tw, th) = (tile.width() as usize, tile.height() as usize);
             let others = (wa..=wb)
                 .filter(|&f| f != t && denoised_from(f) > 0.0)
                 .map(denoised)
                 .collect::<Result<Vec<_>>>()?;
+            let others = align_all(centre, &others, tw, th, start_t);
+            let others: Vec<&[f32]> = others.iter().map(|o| o.as_slice()).collect();
             let gate = p_t.smoothing * start_t.min(SMOOTH_LEVEL_CAP);
             smooth(
                 centre,
