@@ -242,7 +242,7 @@ pub const TEMPORAL_RADIUS: ParamDef = ParamDef {
            frames) more than time; 0 processes frames one by one.",
     group: Some(Group::Temporal),
     kind: Kind::Int {
-        default: 2,
+        default: 4,
         min: 0,
         max: 8,
         display_min: 0,

@@ -227,7 +227,7 @@ fn natron_lifecycle_descriptor_and_instance_actions() {
         ("sampler", 2.into()),
         ("detail", 0.0.into()),
         ("seed", 0.into()),
-        ("temporalRadius", 2.into()),
+        ("temporalRadius", 4.into()),
         ("mix", 1.0.into()),
         ("tileSize", 512.into()),
         ("temporalSmoothing", 0.5.into()),

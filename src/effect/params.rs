@@ -240,7 +240,7 @@ mod tests {
         assert_eq!(double(ids::TEMPORAL_SMOOTHING), (0.5, 0.0, 2.0));
         assert_eq!(int(ids::STEPS), (1, 1, 100));
         assert_eq!(int(ids::SEED).0, 0);
-        assert_eq!(int(ids::TEMPORAL_RADIUS), (2, 0, 8));
+        assert_eq!(int(ids::TEMPORAL_RADIUS), (4, 0, 8));
         assert_eq!(int(ids::TILE_SIZE), (512, 64, 4096));
         assert!(matches!(
             def(ids::SAMPLER).map(|d| d.kind),
@@ -294,7 +294,7 @@ mod tests {
         );
         assert_eq!(
             (r.steps, r.sampler, r.seed, r.radius, r.tile_size),
-            (1, SamplerKind::DpmPp2m, 0, 2, 512)
+            (1, SamplerKind::DpmPp2m, 0, 4, 512)
         );
         assert_eq!(r.model, ModelSource::BuiltIn);
         assert_eq!(r.device, DeviceChoice::Auto);
