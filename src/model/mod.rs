@@ -12,8 +12,8 @@
 //! (`cpu_kernels`), chosen once when a model is loaded (`unet::Kernels`). The default config (pixel-unshuffle 2, four levels of 32/64/96/128 channels) costs
 //! 71 GFLOP per megapixel-frame. On the 2-core development machine (release build, f32,
 //! `vdiff bench`, idle machine) one model pass over a 1920x1080 frame in 512-pixel tiles
-//! (temporal radius 0) takes 2.7 s, and a frame at the default settings (one step, radius 2)
-//! 5.0 s amortised over an 8-frame shot. The earlier default (unshuffle 4, 32/64/96 channels,
+//! (temporal radius 0) takes 2.7 s, and a frame at one step and radius 2 5.0 s amortised over
+//! an 8-frame shot (radius 4, the default now, about 12% more). The earlier default (unshuffle 4, 32/64/96 channels,
 //! 17.7 GFLOP) was 4x cheaper but scored 3.9 dB lower at sigma 25 after three times the
 //! training steps (resources/MODEL_CARD.md, "What was tried").
 pub mod config;
