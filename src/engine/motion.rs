@@ -37,12 +37,41 @@ const MOTION_CHARGE: f32 = 0.03;
 /// The charge's floor (squared luma per block pixel), for the lowest levels.
 const MIN_MOTION_CHARGE: f32 = 2e-5;
 
-/// One image of the pyramid.
-struct Level {
+/// One level of a pair of luma pyramids: frame t (`a`) and the neighbour (`b`).
+struct Level<'p> {
     w: usize,
     h: usize,
-    a: Vec<f32>,
-    b: Vec<f32>,
+    a: &'p [f32],
+    b: &'p [f32],
+}
+
+/// One image of a luma pyramid.
+struct Plane {
+    w: usize,
+    h: usize,
+    v: Vec<f32>,
+}
+
+/// A frame's luma at full resolution, then halved while the smaller side stays at least
+/// `MIN_LEVEL_SIDE`, at most `MAX_LEVELS` times: frames of one size get the same levels.
+struct Pyramid(Vec<Plane>);
+
+impl Pyramid {
+    fn new(frame: &[f32], w: usize, h: usize) -> Self {
+        let mut levels = vec![Plane {
+            w,
+            h,
+            v: luma(frame, w * h),
+        }];
+        while levels.len() <= MAX_LEVELS {
+            let l = levels.last().expect("one level at least");
+            if l.w.min(l.h) / 2 < MIN_LEVEL_SIDE {
+                break;
+            }
+            levels.push(half(l));
+        }
+        Pyramid(levels)
+    }
 }
 
 /// Block vectors of one level: `(dx, dy)` per block, row-major over `nx` x `ny` blocks.
@@ -58,20 +87,48 @@ impl Field {
     }
 }
 
-/// `other` (planar [3, h, w]) moved onto `centre` (the same layout): every pixel of the result
-/// is the pixel of `other` that the motion search matched to it. `level` is the noise level the
-/// frames were denoised from (it scales the motion charge). Frames of the wrong size, or too
-/// small to search, come back unchanged.
-pub fn align(centre: &[f32], other: &[f32], w: usize, h: usize, level: f32) -> Vec<f32> {
+/// Every frame of `others` (planar [3, h, w]) moved onto `centre` (the same layout): every
+/// pixel of a result is the pixel of that neighbour that the motion search matched to it.
+/// `level` is the noise level the frames were denoised from (it scales the motion charge).
+/// Frames of the wrong size, or too small to search, come back unchanged. The neighbours run on
+/// the compute threads; frame t's pyramid is built once for all of them.
+pub fn align_all(
+    centre: &[f32],
+    others: &[&[f32]],
+    w: usize,
+    h: usize,
+    level: f32,
+) -> Vec<Vec<f32>> {
     let n = w * h;
-    if centre.len() != 3 * n || other.len() != 3 * n || w < BLOCK || h < BLOCK {
-        return other.to_vec();
+    if centre.len() != 3 * n || w < BLOCK || h < BLOCK {
+        return others.iter().map(|o| o.to_vec()).collect();
     }
     let charge = (MOTION_CHARGE * level * level).max(MIN_MOTION_CHARGE);
-    let field = motion(&luma(centre, n), &luma(other, n), w, h, charge);
+    let target = Pyramid::new(centre, w, h);
+    let done = parking_lot::Mutex::new(Vec::with_capacity(others.len()));
+    candle_core::utils::barrier_pool().execute_chunked(others.len(), |range| {
+        for i in range {
+            let other = others[i];
+            let moved = if other.len() == 3 * n {
+                let field = motion(&target, &Pyramid::new(other, w, h), charge);
+                warp(other, &field, w, h)
+            } else {
+                other.to_vec()
+            };
+            done.lock().push((i, moved));
+        }
+    });
+    let mut done = done.into_inner();
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, moved)| moved).collect()
+}
+
+/// `other` moved by whole pixels along the block vectors of `field`.
+fn warp(other: &[f32], field: &Field, w: usize, h: usize) -> Vec<f32> {
     if field.v.iter().all(|&v| v == (0, 0)) {
         return other.to_vec();
     }
+    let n = w * h;
     let mut out = vec![0f32; 3 * n];
     for y in 0..h {
         for x in 0..w {
@@ -86,26 +143,6 @@ pub fn align(centre: &[f32], other: &[f32], w: usize, h: usize, level: f32) -> V
     out
 }
 
-/// Every frame of `others` moved onto `centre` (see `align`), on the compute threads.
-pub fn align_all(
-    centre: &[f32],
-    others: &[&[f32]],
-    w: usize,
-    h: usize,
-    level: f32,
-) -> Vec<Vec<f32>> {
-    let done = parking_lot::Mutex::new(Vec::with_capacity(others.len()));
-    candle_core::utils::barrier_pool().execute_chunked(others.len(), |range| {
-        for i in range {
-            let moved = align(centre, others[i], w, h, level);
-            done.lock().push((i, moved));
-        }
-    });
-    let mut done = done.into_inner();
-    done.sort_by_key(|(i, _)| *i);
-    done.into_iter().map(|(_, moved)| moved).collect()
-}
-
 /// Mean of the three planes.
 fn luma(p: &[f32], n: usize) -> Vec<f32> {
     (0..n)
@@ -114,38 +151,30 @@ fn luma(p: &[f32], n: usize) -> Vec<f32> {
 }
 
 /// 2x box downsampling (an odd last row or column is dropped).
-fn half(p: &[f32], w: usize, h: usize) -> (Vec<f32>, usize, usize) {
-    let (hw, hh) = (w / 2, h / 2);
-    let mut out = vec![0f32; hw * hh];
+fn half(p: &Plane) -> Plane {
+    let (w, hw, hh) = (p.w, p.w / 2, p.h / 2);
+    let mut v = vec![0f32; hw * hh];
     for y in 0..hh {
         for x in 0..hw {
             let i = 2 * y * w + 2 * x;
-            out[y * hw + x] = 0.25 * (p[i] + p[i + 1] + p[i + w] + p[i + w + 1]);
+            v[y * hw + x] = 0.25 * (p.v[i] + p.v[i + 1] + p.v[i + w] + p.v[i + w + 1]);
         }
     }
-    (out, hw, hh)
+    Plane { w: hw, h: hh, v }
 }
 
-/// Block vectors at full resolution, from `b` (the neighbour) to `a` (frame t).
-fn motion(a: &[f32], b: &[f32], w: usize, h: usize, charge: f32) -> Field {
-    let mut levels = vec![Level {
-        w,
-        h,
-        a: a.to_vec(),
-        b: b.to_vec(),
-    }];
-    while levels.len() <= MAX_LEVELS {
-        let l = levels.last().expect("one level at least");
-        if l.w.min(l.h) / 2 < MIN_LEVEL_SIDE {
-            break;
-        }
-        let (a, hw, hh) = half(&l.a, l.w, l.h);
-        let (b, _, _) = half(&l.b, l.w, l.h);
-        levels.push(Level { w: hw, h: hh, a, b });
-    }
+/// Block vectors at full resolution, from the neighbour (`b`) to frame t (`a`), coarsest level
+/// first.
+fn motion(a: &Pyramid, b: &Pyramid, charge: f32) -> Field {
     let mut field: Option<Field> = None;
-    for l in levels.iter().rev() {
-        field = Some(search(l, field.as_ref(), charge));
+    for (pa, pb) in a.0.iter().zip(&b.0).rev() {
+        let l = Level {
+            w: pa.w,
+            h: pa.h,
+            a: &pa.v,
+            b: &pb.v,
+        };
+        field = Some(search(&l, field.as_ref(), charge));
     }
     field.expect("one level at least")
 }
@@ -260,6 +289,11 @@ fn block_cost(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One neighbour moved onto `centre`.
+    fn align(centre: &[f32], other: &[f32], w: usize, h: usize, level: f32) -> Vec<f32> {
+        align_all(centre, &[other], w, h, level).remove(0)
+    }
 
     /// A textured test picture, smooth enough to be matched at every pyramid level.
     fn picture(x: f32, y: f32) -> f32 {

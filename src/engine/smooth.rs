@@ -1,8 +1,9 @@
 //! Temporal smoothing of a denoised frame over its neighbours, after the chunk cache: frame t is
-//! averaged with the denoised frames t-r..t+r (each first moved onto it by `motion::align`)
+//! averaged with the denoised frames t-r..t+r (each first moved onto it by `motion::align_all`)
 //! wherever they agree with it, gated per pixel by a patch distance. Areas whose motion was
 //! matched lose the residual error that changes from frame to frame (flicker); areas it was not
-//! matched in, where the frames differ by far more than that residual, keep their own frame. The window slides with t and crosses chunk edges, so no frame sits at a seam.
+//! matched in, where the frames differ by far more than that residual, keep their own frame.
+//! The window slides with t and crosses chunk edges, so no frame sits at a seam.
 //!
 //! The weight of neighbour k at pixel p is `exp(-d_k(p) / g^2)`: `d_k(p)` is the mean squared
 //! difference of the two denoised frames over a 5x5 patch around p and the three channels, and
