@@ -310,40 +310,16 @@ impl HostConfig {
     /// buckets) on several threads, with temporal access; Float images only (Nuke converts
     /// everything to 32-bit float), RGBA or RGB.
     pub fn nuke() -> Self {
+        // What differs from Natron's profile (same API flavour, tiles and temporal access).
         HostConfig {
             name: "uk.co.thefoundry.nuke".into(),
             label: "Nuke".into(),
             version: [15, 1, 0],
-            api_version: [1, 4],
-            flavour: HostFlavour::LongLived,
-            contexts: vec![Context::Filter, Context::General],
             context: Context::Filter,
-            describe_contexts: vec![Context::Filter, Context::General],
             depths: vec![Depth::Float],
             comps: vec![Comps::Rgba, Comps::Rgb],
-            native_depth: Depth::Float,
-            native_comps: Comps::Rgba,
-            forced_depth: None,
-            temporal_access: true,
-            tiles: true,
-            multi_resolution: true,
             multiple_clip_depths: false,
-            row_order: RowOrder::BottomUp,
-            row_padding: 0,
-            source_bounds: SourceBounds::Roi,
-            params_at_current_time_only: false,
-            calls_frames_needed: true,
-            calls_is_identity: true,
-            sends_instance_changed: true,
-            sends_purge_caches: true,
-            sends_unload: true,
-            render_scale: 1.0,
-            tile_threads: 2,
-            abort_after_progress: None,
-            progress_noop: false,
-            num_cpus: 4,
-            missing_suites: vec![],
-            honour_thread_safety: true,
+            ..HostConfig::natron()
         }
     }
 

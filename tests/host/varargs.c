@@ -46,10 +46,16 @@ static int value_count(void *param) {
     return n > MAX_VALUES ? MAX_VALUES : n;
 }
 
-static OfxStatus read_values(void *param, int has_time, double time, va_list ap) {
-    void *outs[MAX_VALUES] = {0};
+/* Reads the plugin's out-pointers of a value read of this parameter into `outs`; returns how many. */
+static int read_outs(void *param, void **outs, va_list ap) {
     int n = value_count(param);
     for (int i = 0; i < n; i++) outs[i] = va_arg(ap, void *);
+    return n;
+}
+
+static OfxStatus read_values(void *param, int has_time, double time, va_list ap) {
+    void *outs[MAX_VALUES] = {0};
+    int n = read_outs(param, outs, ap);
     return cb.get ? cb.get(param, has_time, time, outs, n) : kOfxStatErrBadHandle;
 }
 
@@ -71,20 +77,18 @@ OfxStatus vdiff_host_param_get_value_at_time(void *param, double time, ...) {
 
 OfxStatus vdiff_host_param_get_derivative(void *param, double time, ...) {
     void *outs[MAX_VALUES] = {0};
-    int n = value_count(param);
     va_list ap;
     va_start(ap, time);
-    for (int i = 0; i < n; i++) outs[i] = va_arg(ap, void *);
+    int n = read_outs(param, outs, ap);
     va_end(ap);
     return cb.derivative ? cb.derivative(param, time, outs, n) : kOfxStatErrBadHandle;
 }
 
 OfxStatus vdiff_host_param_get_integral(void *param, double t1, double t2, ...) {
     void *outs[MAX_VALUES] = {0};
-    int n = value_count(param);
     va_list ap;
     va_start(ap, t2);
-    for (int i = 0; i < n; i++) outs[i] = va_arg(ap, void *);
+    int n = read_outs(param, outs, ap);
     va_end(ap);
     return cb.integral ? cb.integral(param, t1, t2, outs, n) : kOfxStatErrBadHandle;
 }
