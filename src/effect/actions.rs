@@ -16,13 +16,20 @@ use crate::ofx::pixels::Components;
 use crate::ofx::{Call, Clip, ImageEffect, MessageKind, PropSet, Reply};
 use crate::{Error, Result};
 
-fn effect<'a>(call: &Call<'a>) -> Result<ImageEffect<'a>> {
+/// The action's effect handle (every action but Load and Unload has one).
+pub(super) fn effect<'a>(call: &Call<'a>) -> Result<ImageEffect<'a>> {
     call.effect.ok_or_else(|| {
         Error::Host(format!(
             "{} without an effect handle",
             call.name.to_string_lossy()
         ))
     })
+}
+
+/// The action's input arguments, for the actions that must have them.
+pub(super) fn in_args<'a>(call: &Call<'a>) -> Result<PropSet<'a>> {
+    call.in_args
+        .ok_or_else(|| Error::Host(format!("{} without arguments", call.name.to_string_lossy())))
 }
 
 fn out_args<'a>(call: &Call<'a>) -> Result<PropSet<'a>> {
@@ -78,9 +85,7 @@ pub fn region_of_definition(call: &Call<'_>) -> Result<Reply> {
 /// The source region the tiles of the asked window read (tiles overlap, so it is larger).
 pub fn regions_of_interest(call: &Call<'_>) -> Result<Reply> {
     let fx = effect(call)?;
-    let args = call
-        .in_args
-        .ok_or_else(|| Error::Host("GetRegionsOfInterest without arguments".into()))?;
+    let args = in_args(call)?;
     let t = time(Some(&args))?;
     let scale = render_scale(Some(&args));
     let src = fx.clip(SOURCE)?;
@@ -195,9 +200,7 @@ pub fn is_identity(call: &Call<'_>) -> Result<Reply> {
 
 pub fn instance_changed(call: &Call<'_>) -> Result<Reply> {
     let fx = effect(call)?;
-    let args = call
-        .in_args
-        .ok_or_else(|| Error::Host("InstanceChanged without arguments".into()))?;
+    let args = in_args(call)?;
     if args.string(kOfxPropType, 0)?.as_bytes() != kOfxTypeParameter.to_bytes() {
         return Ok(Reply::Default);
     }

@@ -1,6 +1,7 @@
 //! Describe and DescribeInContext: the effect's capabilities, clips and parameters, walked from
 //! the tables in `effect` and `effect::params`. Cheap and loads nothing: some hosts describe the
 //! plugin for every frame.
+use super::actions::effect;
 use super::params::{Group, Kind, ParamDef, PAGE, PAGE_LABEL, PARAMS};
 use super::{DESCRIPTION, GROUPING, LABEL, OUTPUT, SOURCE, VERSION_MAJOR, VERSION_MINOR};
 use crate::ofx::core_consts::*;
@@ -8,7 +9,7 @@ use crate::ofx::effect_consts::*;
 use crate::ofx::param_consts::*;
 use crate::ofx::pixels::{Components, Depth};
 use crate::ofx::{Call, ParamSet, PropSet, Reply};
-use crate::{Error, Result};
+use crate::Result;
 
 /// Properties a host may not know (older API versions): a failure is logged, not fatal.
 fn optional(r: Result<()>, what: &str) {
@@ -18,9 +19,7 @@ fn optional(r: Result<()>, what: &str) {
 }
 
 pub fn describe(call: &Call<'_>) -> Result<Reply> {
-    let fx = call
-        .effect
-        .ok_or_else(|| Error::Host("Describe without an effect handle".into()))?;
+    let fx = effect(call)?;
     let p = fx.props()?;
     p.set_string(kOfxPropLabel, 0, LABEL)?;
     optional(p.set_string(kOfxPropShortLabel, 0, LABEL), "short label");
@@ -83,9 +82,7 @@ pub fn describe(call: &Call<'_>) -> Result<Reply> {
 }
 
 pub fn describe_in_context(call: &Call<'_>) -> Result<Reply> {
-    let fx = call
-        .effect
-        .ok_or_else(|| Error::Host("DescribeInContext without an effect handle".into()))?;
+    let fx = effect(call)?;
     let comps = Components::ALL.map(|c| c.ofx_name().to_string_lossy());
 
     let src = fx.define_clip(SOURCE)?;

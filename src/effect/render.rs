@@ -3,7 +3,7 @@
 //! for source frames, parameters, progress and abort through `HostFrames` and `HostControl`.
 use std::cell::Cell;
 
-use super::actions::{effective_radius, shot_of};
+use super::actions::{effect, effective_radius, in_args, shot_of};
 use super::adapt::{render_scale, rod_pixels, time, HostFrames};
 use super::coords::{frame_of, to_canonical};
 use super::messages;
@@ -17,9 +17,7 @@ use crate::ofx::{Call, ImageEffect, Reply};
 use crate::{Error, Result};
 
 pub fn render(call: &Call<'_>) -> Result<Reply> {
-    let fx = call
-        .effect
-        .ok_or_else(|| Error::Host("Render without an effect handle".into()))?;
+    let fx = effect(call)?;
     match render_frame(&fx, call) {
         Ok(Outcome::Rendered) => {
             messages::clear(&fx);
@@ -51,9 +49,7 @@ enum Outcome {
 }
 
 fn render_frame(fx: &ImageEffect<'_>, call: &Call<'_>) -> Result<Outcome> {
-    let args = call
-        .in_args
-        .ok_or_else(|| Error::Host("Render without arguments".into()))?;
+    let args = in_args(call)?;
     let t = time(Some(&args))?;
     let frame = frame_of(t);
     let scale = render_scale(Some(&args));

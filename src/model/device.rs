@@ -57,7 +57,7 @@ pub fn gpu_compiled() -> bool {
 }
 
 /// The first line of a candle error: its text, without the backtrace candle may append.
-#[allow(dead_code)]
+#[cfg(any(feature = "cuda", feature = "metal"))]
 fn first_line(e: &candle_core::Error) -> String {
     e.to_string()
         .lines()
