@@ -99,9 +99,25 @@ pub fn align_all(
     h: usize,
     level: f32,
 ) -> Vec<Vec<f32>> {
+    align_with(centre, others, &[], w, h, level).0
+}
+
+/// [`align_all`], and each of `companions` (planar [3, h, w], one per neighbour, or none) moved
+/// by the same vectors as its neighbour: the noisy source frames that the denoised ones came from.
+pub fn align_with(
+    centre: &[f32],
+    others: &[&[f32]],
+    companions: &[&[f32]],
+    w: usize,
+    h: usize,
+    level: f32,
+) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
     let n = w * h;
     if centre.len() != 3 * n || w < BLOCK || h < BLOCK {
-        return others.iter().map(|o| o.to_vec()).collect();
+        return (
+            others.iter().map(|o| o.to_vec()).collect(),
+            companions.iter().map(|o| o.to_vec()).collect(),
+        );
     }
     let charge = (MOTION_CHARGE * level * level).max(MIN_MOTION_CHARGE);
     let target = Pyramid::new(centre, w, h);
@@ -109,18 +125,23 @@ pub fn align_all(
     candle_core::utils::barrier_pool().execute_chunked(others.len(), |range| {
         for i in range {
             let other = others[i];
+            let companion = companions.get(i).copied();
             let moved = if other.len() == 3 * n {
                 let field = motion(&target, &Pyramid::new(other, w, h), charge);
-                warp(other, &field, w, h)
+                (
+                    warp(other, &field, w, h),
+                    companion.map(|c| warp(c, &field, w, h)),
+                )
             } else {
-                other.to_vec()
+                (other.to_vec(), companion.map(|c| c.to_vec()))
             };
             done.lock().push((i, moved));
         }
     });
     let mut done = done.into_inner();
     done.sort_by_key(|(i, _)| *i);
-    done.into_iter().map(|(_, moved)| moved).collect()
+    let (moved, with): (Vec<_>, Vec<_>) = done.into_iter().map(|(_, m)| m).unzip();
+    (moved, with.into_iter().flatten().collect())
 }
 
 /// `other` moved by whole pixels along the block vectors of `field`.
@@ -400,6 +421,34 @@ mod tests {
             aligned < 0.5 * plain,
             "aligned {aligned:.2e}, unaligned {plain:.2e}"
         );
+    }
+
+    #[test]
+    fn companions_move_with_their_frames() {
+        let (w, h) = (160, 128);
+        let centre = frame(w, h, 0.0, 0.0);
+        let others = [frame(w, h, 7.0, -4.0), frame(w, h, -3.0, 6.0)];
+        // A companion that matches nothing by itself: the other frame, darkened and offset.
+        let companions: Vec<Vec<f32>> = others
+            .iter()
+            .map(|o| o.iter().map(|v| 0.5 * v + 0.1).collect())
+            .collect();
+        let refs: Vec<&[f32]> = others.iter().map(|o| o.as_slice()).collect();
+        let crefs: Vec<&[f32]> = companions.iter().map(|o| o.as_slice()).collect();
+        let (moved, with) = align_with(&centre, &refs, &crefs, w, h, 0.01);
+        assert_eq!(moved, align_all(&centre, &refs, w, h, 0.01));
+        assert_eq!(with.len(), 2);
+        for (m, c) in moved.iter().zip(&with) {
+            let want: Vec<f32> = m.iter().map(|v| 0.5 * v + 0.1).collect();
+            let worst = want
+                .iter()
+                .zip(c)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(worst < 1e-6, "companion off by {worst}");
+        }
+        // Without companions none come back.
+        assert!(align_with(&centre, &refs, &[], w, h, 0.01).1.is_empty());
     }
 
     #[test]
