@@ -91,20 +91,10 @@ impl Field {
 /// pixel of a result is the pixel of that neighbour that the motion search matched to it.
 /// `level` is the noise level the frames were denoised from (it scales the motion charge).
 /// Frames of the wrong size, or too small to search, come back unchanged. The neighbours run on
-/// the compute threads; frame t's pyramid is built once for all of them.
+/// the compute threads; frame t's pyramid is built once for all of them. Each of `companions`
+/// (one per neighbour, or none at all) is moved by the same vectors as its neighbour: the noisy
+/// source frames the denoised ones came from. Returns the moved neighbours and companions.
 pub fn align_all(
-    centre: &[f32],
-    others: &[&[f32]],
-    w: usize,
-    h: usize,
-    level: f32,
-) -> Vec<Vec<f32>> {
-    align_with(centre, others, &[], w, h, level).0
-}
-
-/// [`align_all`], and each of `companions` (planar [3, h, w], one per neighbour, or none) moved
-/// by the same vectors as its neighbour: the noisy source frames that the denoised ones came from.
-pub fn align_with(
     centre: &[f32],
     others: &[&[f32]],
     companions: &[&[f32]],
@@ -313,7 +303,7 @@ mod tests {
 
     /// One neighbour moved onto `centre`.
     fn align(centre: &[f32], other: &[f32], w: usize, h: usize, level: f32) -> Vec<f32> {
-        align_all(centre, &[other], w, h, level).remove(0)
+        align_all(centre, &[other], &[], w, h, level).0.remove(0)
     }
 
     /// A textured test picture, smooth enough to be matched at every pyramid level.
@@ -435,8 +425,8 @@ mod tests {
             .collect();
         let refs: Vec<&[f32]> = others.iter().map(|o| o.as_slice()).collect();
         let crefs: Vec<&[f32]> = companions.iter().map(|o| o.as_slice()).collect();
-        let (moved, with) = align_with(&centre, &refs, &crefs, w, h, 0.01);
-        assert_eq!(moved, align_all(&centre, &refs, w, h, 0.01));
+        let (moved, with) = align_all(&centre, &refs, &crefs, w, h, 0.01);
+        assert_eq!(moved, align_all(&centre, &refs, &[], w, h, 0.01).0);
         assert_eq!(with.len(), 2);
         for (m, c) in moved.iter().zip(&with) {
             let want: Vec<f32> = m.iter().map(|v| 0.5 * v + 0.1).collect();
@@ -448,7 +438,7 @@ mod tests {
             assert!(worst < 1e-6, "companion off by {worst}");
         }
         // Without companions none come back.
-        assert!(align_with(&centre, &refs, &[], w, h, 0.01).1.is_empty());
+        assert!(align_all(&centre, &refs, &[], w, h, 0.01).1.is_empty());
     }
 
     #[test]

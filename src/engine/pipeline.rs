@@ -11,9 +11,9 @@ use parking_lot::{Condvar, Mutex};
 use super::cache::{self, ChunkCache, ChunkData, ChunkKey};
 use super::declip::{declip, NoiseClipping};
 use super::image::{sanitize, RgbImage};
-use super::motion::{align_all, align_with};
+use super::motion::align_all;
 use super::plan::{self, Chunk, Shot};
-use super::smooth::{smooth, smooth_restore};
+use super::smooth::{smooth, smooth_restore, Restore};
 use super::tiles::TileGrid;
 use crate::geometry::Rect;
 use crate::model::Model;
@@ -310,28 +310,26 @@ pub fn render_with(
             let gate = p_t.smoothing * start_t.min(SMOOTH_LEVEL_CAP);
             // Detail back from the sources only where they are what was denoised (Strength 0):
             // above it the result is meant to move away from them.
-            if footage_t > 0.0 && p_t.strength == 0.0 {
-                let noisy: Vec<&[f32]> = near
+            let restore = footage_t > 0.0 && p_t.strength == 0.0;
+            let sources: Vec<&[f32]> = match restore {
+                true => near
                     .iter()
                     .map(|&f| planes[(f - f0) as usize].as_slice())
-                    .collect();
-                let (others, noisy) = align_with(centre, &others, &noisy, tw, th, start_t);
-                let others: Vec<&[f32]> = others.iter().map(|o| o.as_slice()).collect();
-                let noisy: Vec<&[f32]> = noisy.iter().map(|o| o.as_slice()).collect();
-                smooth_restore(
-                    centre,
-                    &others,
-                    &planes[(t - f0) as usize],
-                    &noisy,
-                    tw,
-                    th,
-                    gate,
-                    footage_t,
-                    RESTORE_RADIUS,
-                )
+                    .collect(),
+                false => Vec::new(),
+            };
+            let (others, sources) = align_all(centre, &others, &sources, tw, th, start_t);
+            let others: Vec<&[f32]> = others.iter().map(|o| o.as_slice()).collect();
+            let sources: Vec<&[f32]> = sources.iter().map(|o| o.as_slice()).collect();
+            if restore {
+                let src = Restore {
+                    centre: &planes[(t - f0) as usize],
+                    others: &sources,
+                    sigma: footage_t,
+                    radius: RESTORE_RADIUS,
+                };
+                smooth_restore(centre, &others, tw, th, gate, &src)
             } else {
-                let others = align_all(centre, &others, tw, th, start_t);
-                let others: Vec<&[f32]> = others.iter().map(|o| o.as_slice()).collect();
                 smooth(centre, &others, tw, th, gate)
             }
         } else {

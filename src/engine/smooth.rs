@@ -48,36 +48,42 @@ pub fn smooth(centre: &[f32], others: &[&[f32]], w: usize, h: usize, gate: f32) 
     job.run(3)
 }
 
-/// [`smooth`], then detail given back from the noisy sources: `noisy` is the source frame t was
-/// denoised from and `noisy_others` those of `others`, aligned like them. Their average with the
+/// What [`smooth_restore`] gives detail back from.
+pub struct Restore<'a> {
+    /// The source frame t was denoised from (planar [3, h, w]).
+    pub centre: &'a [f32],
+    /// The sources of the neighbours, aligned like them, in the same order.
+    pub others: &'a [&'a [f32]],
+    /// Frame t's noise level, taken for its neighbours too.
+    pub sigma: f32,
+    /// Radius of the box the energy of the difference is measured over.
+    pub radius: usize,
+}
+
+/// [`smooth`], then detail given back from the noisy sources `src`. Their average with the
 /// smoothing's weights, minus the smoothed frame, holds what the denoiser removed: the noise,
-/// reduced by the averaging to variance `v = sigma^2 * sum(w^2) / sum(w)^2`, and the detail it
-/// took for noise, which the average keeps. That difference is added back with the per-pixel
-/// gain `max(0, 1 - v / e) * (1 - sum(w^2) / sum(w)^2)`: `e` is its energy (channel mean,
-/// box mean of radius `radius`), so detail standing above the averaged noise comes back and
-/// noise does not; the second factor gives nothing back where nothing was averaged (a single
-/// frame's difference is mostly its own noise, and giving it back measured worse).
-/// `sigma` is frame t's noise level, taken for its neighbours too.
-#[allow(clippy::too_many_arguments)]
+/// reduced by the averaging to variance `v = sigma^2 * f` with `f = sum(w^2) / sum(w)^2`, and
+/// the detail it took for noise, which the average keeps. That difference is added back with the
+/// per-pixel gain `max(0, 1 - v / e) * (1 - f)`: `e` is its energy (channel mean, box mean of
+/// radius `src.radius`), so detail standing above the averaged noise comes back and noise does
+/// not; the second factor gives nothing back where nothing was averaged (a single frame's
+/// difference is mostly its own noise, and giving it back measured worse).
 pub fn smooth_restore(
     centre: &[f32],
     others: &[&[f32]],
-    noisy: &[f32],
-    noisy_others: &[&[f32]],
     w: usize,
     h: usize,
     gate: f32,
-    sigma: f32,
-    radius: usize,
+    src: &Restore<'_>,
 ) -> Vec<f32> {
     let n = w * h;
     let ok = n > 0
         && centre.len() == 3 * n
-        && noisy.len() == 3 * n
-        && others.len() == noisy_others.len()
-        && others.iter().chain(noisy_others).all(|o| o.len() == 3 * n)
+        && src.centre.len() == 3 * n
+        && others.len() == src.others.len()
+        && others.iter().chain(src.others).all(|o| o.len() == 3 * n)
         && gate > 0.0
-        && sigma > 0.0;
+        && src.sigma > 0.0;
     if !ok {
         return smooth(centre, others, w, h, gate);
     }
@@ -87,48 +93,70 @@ pub fn smooth_restore(
         w,
         h,
         inv: 1.0 / (gate * gate),
-        noisy: Some((noisy, noisy_others)),
+        noisy: Some(src),
     };
     let all = job.run(7);
     let (smoothed, rest) = all.split_at(3 * n);
-    let (avg, vf) = rest.split_at(3 * n);
-    let mut out = smoothed.to_vec();
-    // Residual energy, channel mean, box-averaged.
+    let (avg, f) = rest.split_at(3 * n);
+    // The difference's energy, channel mean, box-averaged.
     let mut e = vec![0f32; n];
     for c in 0..3 {
-        for i in 0..n {
-            let r = avg[c * n + i] - smoothed[c * n + i];
-            e[i] += r * r * (1.0 / 3.0);
+        let (a, sm) = (&avg[c * n..(c + 1) * n], &smoothed[c * n..(c + 1) * n]);
+        for ((e, a), sm) in e.iter_mut().zip(a).zip(sm) {
+            *e += (a - sm) * (a - sm) * (1.0 / 3.0);
         }
     }
-    let mut tmp = vec![0f32; n];
-    for (src, dst) in e.chunks_exact(w).zip(tmp.chunks_exact_mut(w)) {
-        box_line(src, dst, radius);
+    let e = box_mean(&e, w, h, src.radius);
+    let s2 = src.sigma * src.sigma;
+    let gain: Vec<f32> = e
+        .iter()
+        .zip(f)
+        .map(|(&e, &f)| {
+            let g = if e > 0.0 {
+                (1.0 - s2 * f / e).max(0.0)
+            } else {
+                0.0
+            };
+            // Nothing averaged, nothing given back: one frame's residual is mostly its own noise.
+            g * (1.0 - f)
+        })
+        .collect();
+    let mut out = smoothed.to_vec();
+    for c in 0..3 {
+        let (o, a) = (&mut out[c * n..(c + 1) * n], &avg[c * n..(c + 1) * n]);
+        for ((o, a), g) in o.iter_mut().zip(a).zip(&gain) {
+            *o += g * (a - *o);
+        }
     }
-    // Columns: transpose-free, one column at a time.
-    let mut col = vec![0f32; h];
-    let mut colo = vec![0f32; h];
-    for x in 0..w {
-        for y in 0..h {
-            col[y] = tmp[y * w + x];
-        }
-        box_line(&col, &mut colo, radius);
-        for y in 0..h {
-            e[y * w + x] = colo[y];
-        }
+    out
+}
+
+/// Box mean of radius `r` of a w x h plane (the box clipped to the image): rows with
+/// [`box_line`], then columns with the same running sums, a whole row at a time.
+fn box_mean(p: &[f32], w: usize, h: usize, r: usize) -> Vec<f32> {
+    let mut rows = vec![0f32; w * h];
+    for (src, dst) in p.chunks_exact(w).zip(rows.chunks_exact_mut(w)) {
+        box_line(src, dst, r);
     }
-    let s2 = sigma * sigma;
-    for i in 0..n {
-        let g = if e[i] > 0.0 {
-            (1.0 - s2 * vf[i] / e[i]).max(0.0)
-        } else {
-            0.0
-        };
-        // Nothing averaged, nothing given back: one frame's residual is mostly its own noise.
-        let g = g * (1.0 - vf[i]);
-        for c in 0..3 {
-            out[c * n + i] += g * (avg[c * n + i] - smoothed[c * n + i]);
+    let mut out = vec![0f32; w * h];
+    let mut sum = vec![0f64; w];
+    let (mut lo, mut hi) = (0usize, 0usize); // the window is rows lo..hi
+    for (y, dst) in out.chunks_exact_mut(w).enumerate() {
+        let (want_lo, want_hi) = (y.saturating_sub(r), (y + r + 1).min(h));
+        while hi < want_hi {
+            let row = &rows[hi * w..(hi + 1) * w];
+            sum.iter_mut().zip(row).for_each(|(s, v)| *s += *v as f64);
+            hi += 1;
         }
+        while lo < want_lo {
+            let row = &rows[lo * w..(lo + 1) * w];
+            sum.iter_mut().zip(row).for_each(|(s, v)| *s -= *v as f64);
+            lo += 1;
+        }
+        let count = (hi - lo) as f64;
+        dst.iter_mut()
+            .zip(&sum)
+            .for_each(|(d, s)| *d = (s / count) as f32);
     }
     out
 }
@@ -143,7 +171,7 @@ struct Job<'a> {
     inv: f32,
     /// The noisy sources of the centre and of each neighbour (aligned like them), averaged with
     /// the same weights, or none.
-    noisy: Option<(&'a [f32], &'a [&'a [f32]])>,
+    noisy: Option<&'a Restore<'a>>,
 }
 
 impl Job<'_> {
@@ -182,17 +210,25 @@ impl Job<'_> {
         let (ya, yb) = (y0.saturating_sub(r), (y1 + r).min(h));
         let m = (y1 - y0) * w;
         let pc = self.centre;
-        let mut acc: Vec<f32> = (0..3)
-            .flat_map(|c| pc[c * n + y0 * w..c * n + y1 * w].iter().copied())
-            .collect();
+        let rows = |p: &[f32]| -> Vec<f32> {
+            (0..3)
+                .flat_map(|c| p[c * n + y0 * w..c * n + y1 * w].iter().copied())
+                .collect()
+        };
+        // Adds `p`'s rows y0..y1 weighted by `wt` into `acc` (planar [3, rows, w]).
+        let add_weighted = |acc: &mut [f32], p: &[f32], wt: &[f32]| {
+            for c in 0..3 {
+                let src = &p[c * n + y0 * w..c * n + y1 * w];
+                let dst = &mut acc[c * m..(c + 1) * m];
+                for ((d, v), wt) in dst.iter_mut().zip(src).zip(wt) {
+                    *d += wt * v;
+                }
+            }
+        };
+        let mut acc = rows(pc);
         let mut wsum = vec![1f32; m];
         let mut w2sum = vec![1f32; m];
-        let mut nacc: Vec<f32> = match self.noisy {
-            Some((nc, _)) => (0..3)
-                .flat_map(|c| nc[c * n + y0 * w..c * n + y1 * w].iter().copied())
-                .collect(),
-            None => Vec::new(),
-        };
+        let mut nacc = self.noisy.map(|r| rows(r.centre)).unwrap_or_default();
         let mut sq = vec![0f32; (yb - ya) * w];
         let mut hsum = vec![0f32; (yb - ya) * w];
         let mut dist = vec![0f32; m];
@@ -226,38 +262,22 @@ impl Job<'_> {
             for (s, wt) in wsum.iter_mut().zip(&dist) {
                 *s += wt;
             }
-            if let Some((_, no)) = self.noisy {
+            if let Some(src) = self.noisy {
                 for (s, wt) in w2sum.iter_mut().zip(&dist) {
                     *s += wt * wt;
                 }
-                let pn = no[k];
-                for c in 0..3 {
-                    let src = &pn[c * n + y0 * w..c * n + y1 * w];
-                    let dst = &mut nacc[c * m..(c + 1) * m];
-                    for ((d, v), wt) in dst.iter_mut().zip(src).zip(&dist) {
-                        *d += wt * v;
-                    }
-                }
+                add_weighted(&mut nacc, src.others[k], &dist);
             }
-            for c in 0..3 {
-                let src = &po[c * n + y0 * w..c * n + y1 * w];
-                let dst = &mut acc[c * m..(c + 1) * m];
-                for ((d, v), wt) in dst.iter_mut().zip(src).zip(&dist) {
-                    *d += wt * v;
-                }
-            }
+            add_weighted(&mut acc, po, &dist);
         }
-        for c in 0..3 {
-            for (v, s) in acc[c * m..(c + 1) * m].iter_mut().zip(&wsum) {
-                *v /= s;
+        let normalise = |acc: &mut [f32]| {
+            for plane in acc.chunks_exact_mut(m) {
+                plane.iter_mut().zip(&wsum).for_each(|(v, s)| *v /= s);
             }
-        }
-        if !nacc.is_empty() {
-            for c in 0..3 {
-                for (v, s) in nacc[c * m..(c + 1) * m].iter_mut().zip(&wsum) {
-                    *v /= s;
-                }
-            }
+        };
+        normalise(&mut acc);
+        if self.noisy.is_some() {
+            normalise(&mut nacc);
             // The variance factor of the noisy average: sum w^2 / (sum w)^2.
             for (v, s) in w2sum.iter_mut().zip(&wsum) {
                 *v /= s * s;
@@ -429,7 +449,13 @@ mod tests {
         let (others, nothers) = (pick(den), pick(noisy));
         let others: Vec<&[f32]> = others.iter().map(|o| o.as_slice()).collect();
         let nothers: Vec<&[f32]> = nothers.iter().map(|o| o.as_slice()).collect();
-        smooth_restore(&den[j], &others, &noisy[j], &nothers, W, H, 0.05, sigma, 2)
+        let src = Restore {
+            centre: &noisy[j],
+            others: &nothers,
+            sigma,
+            radius: 2,
+        };
+        smooth_restore(&den[j], &others, W, H, 0.05, &src)
     }
 
     #[test]
@@ -463,12 +489,17 @@ mod tests {
     #[test]
     fn restoration_without_neighbours_is_plain_smoothing() {
         let (_, noisy, den, sigma) = restoration_case();
-        let alone = smooth_restore(&den[0], &[], &noisy[0], &[], W, H, 0.05, sigma, 2);
-        assert_eq!(alone, den[0]);
+        let src = Restore {
+            centre: &noisy[0],
+            others: &[],
+            sigma,
+            radius: 2,
+        };
+        assert_eq!(smooth_restore(&den[0], &[], W, H, 0.05, &src), den[0]);
         // Mismatched inputs fall back to smoothing the denoised frames alone.
         let others = [den[1].as_slice()];
         assert_eq!(
-            smooth_restore(&den[0], &others, &noisy[0], &[], W, H, 0.05, sigma, 2),
+            smooth_restore(&den[0], &others, W, H, 0.05, &src),
             smooth(&den[0], &others, W, H, 0.05)
         );
     }
