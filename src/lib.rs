@@ -32,13 +32,6 @@ pub mod train;
 
 pub use error::{Error, Result};
 
-/// The allocator of the plugin and of the command line. Every tensor op allocates its output
-/// afresh; glibc hands each large buffer back to the kernel on free, so the next op page-faults
-/// zeroed pages in again (a fifth of a 1080p render's CPU time went to the kernel). mimalloc keeps
-/// freed memory for reuse.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// The plugin binary's two C symbols, `OfxGetNumberOfPlugins` and `OfxGetPlugin`, for the one
 /// effect it holds (`#[no_mangle]` is what needs the allowance).
 #[allow(unsafe_code)]
