@@ -255,10 +255,11 @@ pub const TEMPORAL_SMOOTHING: ParamDef = ParamDef {
     label: "Temporal Smoothing",
     hint: "Averages each denoised frame with the denoised frames within Temporal Radius, \
            each first moved onto it by a motion search, wherever they then agree: this removes \
-           the residual shimmer of static and moving areas alike. At Strength 0 it also gives \
-           back fine detail the model took for noise, where the averaged source frames show \
-           it above their averaged noise. 0 turns it off; higher values also average where the \
-           motion was not matched exactly (and may soften it).",
+           the residual shimmer of static and moving areas alike. At Strength 0 it also filters \
+           the source frames, averaged the same way, against that result frequency by \
+           frequency, which gives back fine detail the model took for noise. 0 turns it off; \
+           higher values also average where the motion was not matched exactly (and may \
+           soften it).",
     group: Some(Group::Temporal),
     kind: Kind::Double {
         default: 0.5,

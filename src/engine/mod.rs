@@ -9,6 +9,7 @@ mod pipeline;
 mod plan;
 mod smooth;
 mod tiles;
+mod wiener;
 
 pub use crate::geometry::Rect;
 pub use cache::{

@@ -98,11 +98,6 @@ pub const MAX_NOISE_LEVEL: f32 = params::double_range(&params::NOISE_LEVEL).1 as
 /// Largest Temporal Smoothing accepted: the parameter's range.
 pub const MAX_SMOOTHING: f32 = params::double_range(&params::TEMPORAL_SMOOTHING).1 as f32;
 
-/// Radius of the box over which the Temporal Smoothing's detail restoration measures the energy
-/// of what the denoiser removed (5x5). Chosen on the public validation clips at sigma 25: radius
-/// 1 / 2 / 3 / 5 gave 36.19 / 36.27 / 36.24 / 36.18 dB.
-const RESTORE_RADIUS: usize = 2;
-
 /// Largest noise level the smoothing gate scales with (about 50/255, the heaviest footage noise
 /// it was tuned on).
 const SMOOTH_LEVEL_CAP: f32 = 0.2;
@@ -326,7 +321,6 @@ pub fn render_with(
                     centre: &planes[(t - f0) as usize],
                     others: &sources,
                     sigma: footage_t,
-                    radius: RESTORE_RADIUS,
                 };
                 smooth_restore(centre, &others, tw, th, gate, &src)
             } else {
