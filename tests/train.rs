@@ -175,6 +175,49 @@ fn same_seed_gives_identical_weights_and_another_seed_does_not() {
 }
 
 #[test]
+fn a_batch_is_the_same_on_any_number_of_threads() {
+    let dir = temp_dir("train-batch-threads");
+    let data = write_dataset(&dir.join("data"), 3, 6);
+    let tr = trainer(
+        &data,
+        Hyper {
+            batch: 5,
+            ..hyper(3)
+        },
+    );
+    let flat = |(x0, sig, noise): (Tensor, Tensor, Tensor)| -> Vec<Vec<u32>> {
+        [x0, sig, noise]
+            .iter()
+            .map(|t| {
+                t.flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect()
+            })
+            .collect()
+    };
+    let one = flat(tr.batch_on_threads(4, 1).unwrap());
+    for threads in [2, 3, 5, 16] {
+        assert!(
+            flat(tr.batch_on_threads(4, threads).unwrap()) == one,
+            "step 4's batch on {threads} threads differs from one thread's"
+        );
+    }
+    assert!(flat(tr.batch(4).unwrap()) == one, "batch() differs");
+    // Windows are not copies of each other, and another step draws other windows.
+    let n = one[0].len() / 5;
+    assert_ne!(
+        one[0][..n],
+        one[0][n..2 * n],
+        "windows 0 and 1 are identical"
+    );
+    assert_ne!(flat(tr.batch_on_threads(5, 3).unwrap()), one);
+}
+
+#[test]
 fn resume_from_a_checkpoint_matches_an_uninterrupted_run() {
     let dir = temp_dir("train-resume");
     let data = write_dataset(&dir.join("data"), 2, 5);

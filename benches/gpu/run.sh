@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
 # The GPU checks, run on a machine with an NVIDIA GPU and driver but no Rust: render on CUDA
 # (determinism across re-renders and --frames pieces, agreement with the CPU), the engine
-# benchmark at 1080p and 2160p, and training steps per second. Results go to OUT (default
-# gpu-results/): a log and the numbers.
+# benchmark at 1080p and 2160p, training steps per second and training determinism, then, with
+# TRAIN_DATA set, a fine-tune of the shipped model on that footage for TRAIN_SECONDS. Results go
+# to OUT (default gpu-results/): log.txt and a few small files; frames stay in a scratch folder.
 #
 # Build the binary elsewhere (README, "NVIDIA GPUs"), strip it, and bring it along:
 #   .ci/cuda-toolchain.sh DIR && . DIR/env.sh && cargo build --release --features cuda
 #   strip -o vdiff-cuda target/release/vdiff && gzip -k vdiff-cuda
-#   (there) benches/gpu/run.sh vdiff-cuda [OUT]
+#   (there) [TRAIN_DATA=dir TRAIN_SECONDS=300 TRAIN_DEADLINE=540] benches/gpu/run.sh vdiff-cuda [OUT]
 # The CUDA libraries come from CUDA_LIBS (folders, colon-separated) or from the PyPI nvidia-*
 # packages of python3 (nvidia-cublas, nvidia-curand, nvidia-cuda-nvrtc, nvidia-cuda-runtime).
-set -euo pipefail
-[ $# -ge 1 ] || { sed -n '2,13p' "$0"; exit 2; }
+# Every stage has its own time limit and a failing stage does not stop the next.
+set -uo pipefail
+[ $# -ge 1 ] || { sed -n '2,14p' "$0"; exit 2; }
 bin=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 out=${2:-gpu-results}
 mkdir -p "$out"; out=$(cd "$out" && pwd)
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+work=$(mktemp -d)
 if [ -z "${CUDA_LIBS:-}" ]; then
     CUDA_LIBS=$(python3 - <<'PY'
 import glob, os
@@ -29,47 +33,97 @@ PY
 )
 fi
 export LD_LIBRARY_PATH="$CUDA_LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-log="$out/log.txt"
-exec > >(tee "$log") 2>&1
-step() { echo; echo "== $* ($(date +%T))"; }
+exec > >(tee "$out/log.txt") 2>&1
+t0=$(date +%s)
+step() { echo; echo "== $* ($(( $(date +%s) - t0 )) s)"; }
+# run LIMIT CMD...: the command under a time limit; its failure is reported, not fatal.
+run() {
+    local limit=$1; shift
+    timeout "$limit" "$@"
+    local rc=$?
+    [ $rc -eq 0 ] || echo "!! exit $rc: $*"
+    return $rc
+}
 
 step "machine"
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
 nproc
-"$bin" --version || true
+"$bin" --version
 
 step "clip: the built-in demo clip, rendered on the CPU"
-"$bin" demo --out "$out/demo" --device cpu --temporal-radius 2
-clip="$out/demo/noisy/%04d.png"
-cp -r "$out/demo/denoised" "$out/cpu"
+run 120 "$bin" demo --out "$work/demo" --device cpu
+clip="$work/demo/noisy/%04d.png"
 
 step "CUDA render, twice, and in two pieces"
-"$bin" render "$clip" "$out/gpu-a/%04d.png" --noise-level 0.05 --device cuda
-"$bin" render "$clip" "$out/gpu-b/%04d.png" --noise-level 0.05 --device cuda
-"$bin" render "$clip" "$out/gpu-c/%04d.png" --noise-level 0.05 --device cuda --frames 0-4
-"$bin" render "$clip" "$out/gpu-c/%04d.png" --noise-level 0.05 --device cuda --frames 5-11
+run 120 "$bin" render "$clip" "$work/gpu-a/%04d.png" --noise-level 0.05 --device cuda
+run 60 "$bin" render "$clip" "$work/gpu-b/%04d.png" --noise-level 0.05 --device cuda
+run 60 "$bin" render "$clip" "$work/gpu-c/%04d.png" --noise-level 0.05 --device cuda --frames 0-4
+run 60 "$bin" render "$clip" "$work/gpu-c/%04d.png" --noise-level 0.05 --device cuda --frames 5-11
 same=yes
-for f in "$out"/gpu-a/*.png; do
+for f in "$work"/demo/denoised/*.png; do
     n=$(basename "$f")
-    cmp -s "$f" "$out/gpu-b/$n" || { echo "re-render differs: $n"; same=no; }
-    cmp -s "$f" "$out/gpu-c/$n" || { echo "pieces differ: $n"; same=no; }
+    cmp -s "$work/gpu-a/$n" "$work/gpu-b/$n" || { echo "re-render differs: $n"; same=no; }
+    cmp -s "$work/gpu-a/$n" "$work/gpu-c/$n" || { echo "pieces differ: $n"; same=no; }
 done
 echo "deterministic on the GPU: $same"
 
-step "CUDA against the CPU (PSNR of the GPU frames, the CPU frames as reference)"
-"$bin" eval "$out/cpu" "$out/gpu-a" | tee "$out/gpu-vs-cpu.txt"
+step "CUDA against the CPU (the CPU frames as reference)"
+run 60 "$bin" eval "$work/demo/denoised" "$work/gpu-a" | tee "$out/gpu-vs-cpu.txt"
 
-step "no GPU asked of a GPU build: --device cpu still works"
-"$bin" render "$clip" "$out/cpu-again/%04d.png" --noise-level 0.05 --device cpu --frames 0-1
+step "a GPU build asked for the CPU"
+run 60 "$bin" render "$clip" "$work/cpu-again/%04d.png" --noise-level 0.05 --device cpu --frames 0-1
+cmp "$work/cpu-again/0000.png" "$work/demo/denoised/0000.png" && echo "same bytes as the demo's CPU render"
 
 step "engine benchmark on CUDA (defaults; cached neighbour frame included)"
-"$bin" bench --device cuda --size 1920x1080 --size 3840x2160 --frames 16 | tee "$out/bench-cuda.txt"
+run 240 "$bin" bench --device cuda --size 1920x1080 --size 3840x2160 --frames 24 | tee "$out/bench-cuda.txt"
 
-step "training steps per second on CUDA"
-mkdir -p "$out/train-data"
-cp -r "$out/demo/noisy" "$out/train-data/clip"
-"$bin" train --device gpu --data "$out/train-data" --out "$out/train.safetensors" --steps 60 \
-    --checkpoint-every 0 --batch 8 --frames 5 --crop 96 --seed 0 | tail -n 5
-tail -n 3 "$out"/train.loss.csv || true
+step "training on CUDA: steps per second, and the same seed twice"
+mkdir -p "$work/train-data"
+cp -r "$work/demo/denoised" "$work/train-data/clip"
+for r in a b; do
+    run 120 "$bin" train --device gpu --data "$work/train-data" --out "$work/train-$r.safetensors" \
+        --steps 40 --checkpoint-every 0 --batch 8 --frames 9 --crop 96 --seed 0 | tail -n 2
+done
+cmp "$work/train-a.safetensors" "$work/train-b.safetensors" && echo "training deterministic: yes"
+tail -n 2 "$work/train-a.loss.csv"
+# Where training on the GPU failed, the fine-tune below still runs, on the CPU cores.
+device=gpu
+[ -f "$work/train-a.safetensors" ] || { device=cpu; echo "!! the fine-tune runs on the CPU"; }
+
+# TRAIN_DEADLINE (seconds after the start): the fine-tune ends by then, however long the
+# checks before it took.
+if [ -n "${TRAIN_DEADLINE:-}" ]; then
+    room=$(( TRAIN_DEADLINE - ($(date +%s) - t0) ))
+    [ "${TRAIN_SECONDS:-0}" -le "$room" ] || TRAIN_SECONDS=$room
+fi
+if [ -n "${TRAIN_DATA:-}" ] && [ "${TRAIN_SECONDS:-0}" -gt 30 ]; then
+    # Fine-tune the shipped model: a constant learning rate for two thirds of the time (stopped
+    # by SIGINT, which finishes the step and writes the checkpoint), then a cosine cool-down
+    # sized from the measured step rate to fit the last third.
+    flags=${TRAIN_FLAGS:---batch 32 --frames 9 --crop 64 --lr 2e-4 --warmup 100 --seed 5}
+    model="$out/gpu-tuned.safetensors"
+    step "fine-tune on $TRAIN_DATA: ${TRAIN_SECONDS} s ($flags)"
+    a_secs=$(( TRAIN_SECONDS * 2 / 3 ))
+    # shellcheck disable=SC2086
+    timeout -s INT "$a_secs" "$bin" train --device "$device" --data "$TRAIN_DATA" \
+        --init "$repo/resources/vdiff-default.safetensors" --out "$model" --steps 1000000 \
+        --checkpoint-every 500 $flags | tail -n 2
+    last=$(tail -n 1 "$out/gpu-tuned.loss.csv")
+    done_steps=$(echo "$last" | cut -d, -f1)
+    secs=$(echo "$last" | cut -d, -f7)
+    left=$(( TRAIN_SECONDS - a_secs ))
+    more=$(awk -v n="$done_steps" -v s="$secs" -v l="$left" 'BEGIN { printf "%d", 0.85 * l * n / s }')
+    echo "stage A: $done_steps steps in $secs s; cool-down: $more steps"
+    cp "$model" "$out/gpu-tuned-a.safetensors"
+    if [ "$more" -gt 0 ]; then
+        timeout -s INT "$(( left + 20 ))" "$bin" train --device "$device" \
+            --resume "$out/gpu-tuned.ckpt.safetensors" \
+            --out "$model" --steps $(( done_steps + more )) --cooldown "$more" \
+            --checkpoint-every 500 | tail -n 2
+    fi
+    rm -f "$out/gpu-tuned.ckpt.safetensors"
+    tail -n 3 "$out/gpu-tuned.loss.csv"
+fi
 
 step "done"
+rm -rf "$work"

@@ -227,44 +227,92 @@ impl Trainer {
     }
 
     /// The clean windows, sigmas and noise of step `s` (a pure function of the seed and `s`):
-    /// x0 [B, K, 3, P, P], sigma [B, K], noise like x0.
+    /// x0 [B, K, 3, P, P], sigma [B, K], noise like x0. The windows are decoded and their noise
+    /// drawn on several threads (each window depends only on its index, so the result does not
+    /// depend on the thread count); on a GPU this CPU work would otherwise bound the step rate.
     pub fn batch(&self, s: u64) -> Result<(Tensor, Tensor, Tensor)> {
+        let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+        self.batch_on_threads(s, threads)
+    }
+
+    /// [`Trainer::batch`] assembled on at most `threads` threads (the same values for any count).
+    pub fn batch_on_threads(&self, s: u64, threads: usize) -> Result<(Tensor, Tensor, Tensor)> {
         let h = &self.hyper;
         let (k, p) = (h.frames, h.crop as usize);
         let n = 3 * p * p;
-        let mut x0 = Vec::with_capacity(h.batch * k * n);
-        let mut sig = Vec::with_capacity(h.batch * k);
+        let mut x0 = vec![0.0f32; h.batch * k * n];
+        let mut sig = vec![0.0f32; h.batch * k];
         let mut noise = vec![0.0f32; h.batch * k * n];
-        for b in 0..h.batch {
-            let mut rng = Rng::new(h.seed, s, b as u64);
-            let crop = self.data.sample(&mut rng);
-            sig.extend(h.sample_sigmas(&mut rng));
-            x0.extend(self.data.load(&crop)?);
-            for f in 0..k {
-                // One noise stream per (step, window, frame): independent everywhere.
-                let idx = (s.wrapping_mul(h.batch as u64).wrapping_add(b as u64))
-                    .wrapping_mul(k as u64)
-                    .wrapping_add(f as u64);
-                let at = (b * k + f) * n;
-                crate::sampling::noise::fill_planar(
-                    self.noise_seed,
-                    idx as i64,
-                    0,
-                    0,
-                    0,
-                    p,
-                    p,
-                    3,
-                    &mut noise[at..at + n],
-                );
+        let threads = threads.clamp(1, h.batch.max(1));
+        let per = h.batch.div_ceil(threads).max(1);
+        std::thread::scope(|scope| -> Result<()> {
+            let jobs: Vec<_> = x0
+                .chunks_mut(per * k * n)
+                .zip(sig.chunks_mut(per * k))
+                .zip(noise.chunks_mut(per * k * n))
+                .enumerate()
+                .map(|(j, ((x0, sig), noise))| {
+                    scope.spawn(move || -> Result<()> {
+                        for (i, ((x0, sig), noise)) in x0
+                            .chunks_mut(k * n)
+                            .zip(sig.chunks_mut(k))
+                            .zip(noise.chunks_mut(k * n))
+                            .enumerate()
+                        {
+                            self.window(s, j * per + i, x0, sig, noise)?;
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            for job in jobs {
+                job.join()
+                    .map_err(|_| Error::Internal("a batch thread panicked".into()))??;
             }
-        }
+            Ok(())
+        })?;
         let shape = (h.batch, k, 3, p, p);
         Ok((
             Tensor::from_vec(x0, shape, &self.device)?,
             Tensor::from_vec(sig, (h.batch, k), &self.device)?,
             Tensor::from_vec(noise, shape, &self.device)?,
         ))
+    }
+
+    /// Window `b` of step `s`: its clean frames, sigmas and noise, into the given slices.
+    fn window(
+        &self,
+        s: u64,
+        b: usize,
+        x0: &mut [f32],
+        sig: &mut [f32],
+        noise: &mut [f32],
+    ) -> Result<()> {
+        let h = &self.hyper;
+        let (k, p) = (h.frames, h.crop as usize);
+        let n = 3 * p * p;
+        let mut rng = Rng::new(h.seed, s, b as u64);
+        let crop = self.data.sample(&mut rng);
+        sig.copy_from_slice(&h.sample_sigmas(&mut rng));
+        x0.copy_from_slice(&self.data.load(&crop)?);
+        for f in 0..k {
+            // One noise stream per (step, window, frame): independent everywhere.
+            let idx = (s.wrapping_mul(h.batch as u64).wrapping_add(b as u64))
+                .wrapping_mul(k as u64)
+                .wrapping_add(f as u64);
+            crate::sampling::noise::fill_planar(
+                self.noise_seed,
+                idx as i64,
+                0,
+                0,
+                0,
+                p,
+                p,
+                3,
+                &mut noise[f * n..(f + 1) * n],
+            );
+        }
+        Ok(())
     }
 
     /// Mean EDM loss over the batch (each window denoised jointly by the video model).
