@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Cuts a training set (`vdiff prepare`'s DIR/train: folders of PNG frames) down to small tiles,
-# so that footage from every sequence fits in the few tens of megabytes that travel to a GPU
+# so that footage from every sequence fits in the few tens of megabytes that can be sent to a GPU
 # machine: from each sequence, TILES tiles of SIZE x SIZE pixels over FRAMES consecutive frames,
 # at positions and start frames drawn from a hash of the sequence's name and the tile's index
 # (the same input gives the same tiles). Writes OUT/<sequence>-<i>/%04d.png, lossless.
