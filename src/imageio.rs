@@ -1,5 +1,6 @@
 //! Image files for the command line: PNG (8/16-bit), TIFF (8/16-bit, float) and OpenEXR
-//! (half, float) read into f32 pictures and written back at a chosen depth. `vdiff render` reads
+//! (half, float) read into f32 pictures and written back at a chosen depth; JPEG is read only
+//! (a denoiser's output should not be re-compressed lossily). `vdiff render` reads
 //! frames here, converts them to the engine's bottom-up `RgbImage` and writes the results back
 //! through a temporary file so no half-written frame is ever left under the real name.
 use std::fmt;
@@ -23,16 +24,19 @@ pub enum Format {
     Png,
     Tiff,
     Exr,
+    /// Read only.
+    Jpeg,
 }
 
 impl Format {
-    /// `.png`, `.tif`/`.tiff` or `.exr` (any case); `None` for anything else.
+    /// `.png`, `.tif`/`.tiff`, `.exr` or `.jpg`/`.jpeg` (any case); `None` for anything else.
     pub fn from_path(p: &Path) -> Option<Format> {
         let ext = p.extension()?.to_str()?.to_ascii_lowercase();
         match ext.as_str() {
             "png" => Some(Format::Png),
             "tif" | "tiff" => Some(Format::Tiff),
             "exr" => Some(Format::Exr),
+            "jpg" | "jpeg" => Some(Format::Jpeg),
             _ => None,
         }
     }
@@ -42,16 +46,23 @@ impl Format {
             Format::Png => "PNG",
             Format::Tiff => "TIFF",
             Format::Exr => "OpenEXR",
+            Format::Jpeg => "JPEG",
         }
     }
 
-    /// The depths this format can store.
+    /// The depths VDiff writes this format at (none for JPEG, which it only reads).
     pub fn depths(self) -> &'static [Depth] {
         match self {
             Format::Png => &[Depth::U8, Depth::U16],
             Format::Tiff => &[Depth::U8, Depth::U16, Depth::Float],
             Format::Exr => &[Depth::Half, Depth::Float],
+            Format::Jpeg => &[],
         }
+    }
+
+    /// Whether VDiff writes this format at all.
+    pub fn writable(self) -> bool {
+        !self.depths().is_empty()
     }
 
     pub fn supports(self, d: Depth) -> bool {
@@ -68,7 +79,7 @@ impl Format {
             (Format::Exr, Depth::U8) => Depth::Half,
             (Format::Exr, _) => Depth::Float,
             (Format::Tiff, _) => Depth::Float,
-            (Format::Png, _) => Depth::U16,
+            (Format::Png, _) | (Format::Jpeg, _) => Depth::U16,
         }
     }
 }
@@ -195,7 +206,7 @@ fn format_of(path: &Path) -> Result<Format> {
     Format::from_path(path).ok_or_else(|| {
         Error::image(
             path.display().to_string(),
-            "unknown extension: use .png, .tif, .tiff or .exr",
+            "unknown extension: use .png, .tif, .tiff or .exr (or, for inputs, .jpg or .jpeg)",
         )
     })
 }
@@ -228,6 +239,7 @@ fn open_reader(path: &Path, format: Format) -> Result<ImageReader<BufReader<File
     let mut r = ImageReader::new(BufReader::new(file));
     r.set_format(match format {
         Format::Png => image::ImageFormat::Png,
+        Format::Jpeg => image::ImageFormat::Jpeg,
         _ => image::ImageFormat::Tiff,
     });
     // Film frames are large; the default allocation cap would refuse 8K float TIFFs.
@@ -403,6 +415,9 @@ fn read_exr(path: &Path) -> Result<Picture> {
 /// in the same folder that is renamed into place, so a reader never sees half a frame.
 pub fn write(path: &Path, pic: &Picture, depth: Depth) -> Result<()> {
     let format = format_of(path)?;
+    if !format.writable() {
+        return Err(Error::param("output", not_written(format, path)));
+    }
     if !format.supports(depth) {
         return Err(Error::param(
             "depth",
@@ -446,6 +461,15 @@ pub fn write(path: &Path, pic: &Picture, depth: Depth) -> Result<()> {
 }
 
 /// The depths of `format`, for messages ("8, 16").
+/// Why `path` cannot be an output: its format is read, never written.
+pub fn not_written(format: Format, path: &Path) -> String {
+    format!(
+        "`{}`: VDiff reads {format} but does not write it (it is lossy and would add its own \
+         artefacts to the denoised frames): write .png, .tif or .exr",
+        path.display()
+    )
+}
+
 pub fn depth_list(format: Format) -> String {
     format
         .depths()
@@ -713,6 +737,26 @@ mod tests {
             "{e}"
         );
         assert!(!d.join("x.png").exists());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn jpeg_is_read_only() {
+        for name in ["a.jpg", "b.JPEG"] {
+            assert_eq!(Format::from_path(Path::new(name)), Some(Format::Jpeg));
+        }
+        assert!(!Format::Jpeg.writable() && Format::Png.writable());
+        let d = dir("jpeg");
+        let p = d.join("out.jpg");
+        let e = write(&p, &sample(Depth::U8, false), Depth::U8)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("JPEG") && e.contains(".png"), "{e}");
+        assert_eq!(std::fs::read_dir(&d).unwrap().count(), 0, "a file was left");
+        let e = crate::sequence::SeqSpec::output(&format!("{}/%04d.jpg", d.display()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("JPEG"), "{e}");
         let _ = std::fs::remove_dir_all(&d);
     }
 

@@ -254,11 +254,20 @@ impl SeqSpec {
     /// missing; frames keep the input's file names).
     pub fn output(s: &str) -> Result<SeqSpec> {
         if let Some(p) = Pattern::parse(s)? {
-            if p.format().is_none() {
-                return Err(Error::param(
-                    "output",
-                    format!("`{s}`: the file extension must be .png, .tif, .tiff or .exr"),
-                ));
+            match p.format() {
+                None => {
+                    return Err(Error::param(
+                        "output",
+                        format!("`{s}`: the file extension must be .png, .tif, .tiff or .exr"),
+                    ))
+                }
+                Some(f) if !f.writable() => {
+                    return Err(Error::param(
+                        "output",
+                        crate::imageio::not_written(f, Path::new(s)),
+                    ))
+                }
+                Some(_) => {}
             }
             return Ok(SeqSpec::Pattern(p));
         }
@@ -291,7 +300,9 @@ impl InputSequence {
         let (Some(first), Some(last)) = (found.first(), found.last()) else {
             let msg = match spec {
                 SeqSpec::Pattern(_) => format!("{what} matches no file"),
-                SeqSpec::Folder(_) => format!("{what} holds no .png, .tif, .tiff or .exr image"),
+                SeqSpec::Folder(_) => {
+                    format!("{what} holds no .png, .tif, .tiff, .exr or .jpg image")
+                }
             };
             return Err(Error::param("input", msg));
         };

@@ -332,6 +332,61 @@ fn keyframes_are_evaluated_at_every_frame() {
 }
 
 #[test]
+fn jpeg_frames_are_read_and_never_written() {
+    let root = scratch("jpeg");
+    let jpg = root.join("jpg");
+    std::fs::create_dir_all(&jpg).unwrap();
+    let noisy: Vec<Picture> = (0..FRAMES)
+        .map(|t| frame(t, Depth::U8, false, 0.05))
+        .collect();
+    for (t, f) in noisy.iter().enumerate() {
+        let bytes: Vec<u8> = f.rgb.iter().map(|v| (v * 255.0).round() as u8).collect();
+        let img = image::RgbImage::from_raw(W as u32, H as u32, bytes).unwrap();
+        let file = std::fs::File::create(jpg.join(format!("{t:04}.jpg"))).unwrap();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(file, 95)
+            .encode_image(&img)
+            .unwrap();
+    }
+    // Read back: the size, 8 bits, and the pixels within JPEG's loss of the frame it encoded.
+    let back = read(jpg.join("0000.jpg"));
+    assert_eq!((back.width, back.height, back.depth), (W, H, Depth::U8));
+    assert!(back.alpha.is_none());
+    let err = crate::common::mean_abs_diff(&back.rgb, &noisy[0].rgb);
+    assert!(err > 0.0 && err < 0.03, "JPEG read back {err} away");
+
+    let out = root.join("out");
+    let pattern = format!("{}/%04d.jpg", jpg.display());
+    let mut args = vec![
+        "render".to_string(),
+        pattern.clone(),
+        format!("{}/%04d.png", out.display()),
+        "--noise-level".into(),
+        "0.05".into(),
+    ];
+    args.extend(FAST.iter().map(|a| a.to_string()));
+    ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    for t in 0..FRAMES {
+        let p = read(out.join(format!("{t:04}.png")));
+        let before = mse_to_clean(&read(jpg.join(format!("{t:04}.jpg"))), t);
+        assert!(
+            mse_to_clean(&p, t) < 0.5 * before,
+            "frame {t} not denoised: {} against {before}",
+            mse_to_clean(&p, t)
+        );
+    }
+
+    // JPEG as an output: refused before anything is written, as a pattern and as a folder.
+    let guard = Guard::new(&root.join("refused"));
+    let refused = format!("{}/%04d.jpg", root.join("refused").display());
+    fails(&["render", &pattern, &refused], &["JPEG", ".png"], &guard);
+    fails(
+        &["render", &s(&jpg), &s(&root.join("refused"))],
+        &["JPEG", ".png"],
+        &guard,
+    );
+}
+
+#[test]
 fn folders_in_and_out_keep_file_names() {
     let root = scratch("folders");
     let inp = root.join("plates");

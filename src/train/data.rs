@@ -46,7 +46,7 @@ pub struct Crop {
     pub reverse: bool,
 }
 
-/// A frame file: PNG, TIFF or EXR (what `vdiff::imageio` reads).
+/// A frame file: PNG, TIFF, EXR or JPEG (what `vdiff::imageio` reads).
 fn is_frame(p: &Path) -> bool {
     p.is_file() && imageio::Format::from_path(p).is_some()
 }
@@ -94,7 +94,7 @@ pub fn read_sequence(dir: &Path) -> Result<Sequence> {
     let first = frames.first().ok_or_else(|| {
         Error::image(
             dir.display().to_string(),
-            "holds no PNG, TIFF or EXR frames",
+            "holds no PNG, TIFF, EXR or JPEG frames",
         )
     })?;
     let (width, height) = dimensions(first)?;

@@ -27,7 +27,8 @@ temporal radius, tile size) take their value at the frame being rendered.
 The temporal window always uses the whole input sequence, so --frames pieces rendered on
 different machines are byte-identical to the same frames of a whole-shot render.";
 
-/// Denoise an image sequence (PNG 8/16-bit, TIFF 8/16-bit/float, OpenEXR half/float).
+/// Denoise an image sequence (PNG 8/16-bit, TIFF 8/16-bit/float, OpenEXR half/float; JPEG is
+/// read but not written).
 #[derive(clap::Args, Clone, Debug)]
 #[command(after_help = EXAMPLES)]
 pub struct Args {
@@ -37,7 +38,8 @@ pub struct Args {
     #[arg(value_name = "IN")]
     pub input: String,
     /// Output frames: a pattern (its extension, .png/.tif/.tiff/.exr, picks the format) or a
-    /// folder (created if missing; frames keep the input file names and formats).
+    /// folder (created if missing; frames keep the input file names and formats, so JPEG inputs
+    /// need a pattern).
     #[arg(value_name = "OUT")]
     pub output: String,
     /// Render only frames FIRST-LAST (or one frame) of the input; neighbours outside the range
@@ -141,6 +143,9 @@ fn plan(a: &Args) -> anyhow::Result<Plan> {
         let out = sequence::output_path(&out_spec, t, input);
         let format = Format::from_path(&out)
             .with_context(|| format!("output `{}`: unknown image extension", out.display()))?;
+        if !format.writable() {
+            anyhow::bail!("output {}", imageio::not_written(format, &out));
+        }
         let depth = match a.depth {
             Some(d) if !format.supports(d) => anyhow::bail!(
                 "--depth {d}: {format} cannot store {d} (output `{}`); it stores {}",
