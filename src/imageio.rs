@@ -460,7 +460,6 @@ pub fn write(path: &Path, pic: &Picture, depth: Depth) -> Result<()> {
     })
 }
 
-/// The depths of `format`, for messages ("8, 16").
 /// Why `path` cannot be an output: its format is read, never written.
 pub fn not_written(format: Format, path: &Path) -> String {
     format!(
@@ -470,6 +469,7 @@ pub fn not_written(format: Format, path: &Path) -> String {
     )
 }
 
+/// The depths of `format`, for messages ("8, 16").
 pub fn depth_list(format: Format) -> String {
     format
         .depths()

@@ -83,21 +83,19 @@ fn trainer(data: &Path, h: Hyper) -> Trainer {
     .expect("trainer")
 }
 
-fn bits(m: &BTreeMap<String, Tensor>) -> BTreeMap<String, Vec<u32>> {
-    m.iter()
-        .map(|(k, t)| {
-            (
-                k.clone(),
-                t.flatten_all()
-                    .unwrap()
-                    .to_vec1::<f32>()
-                    .unwrap()
-                    .iter()
-                    .map(|v| v.to_bits())
-                    .collect(),
-            )
-        })
+/// The bit patterns of a tensor's values, flattened.
+fn tensor_bits(t: &Tensor) -> Vec<u32> {
+    t.flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
+        .iter()
+        .map(|v| v.to_bits())
         .collect()
+}
+
+fn bits(m: &BTreeMap<String, Tensor>) -> BTreeMap<String, Vec<u32>> {
+    m.iter().map(|(k, t)| (k.clone(), tensor_bits(t))).collect()
 }
 
 /// Asserts two weight sets are bit-identical, naming the first tensor that differs.
@@ -186,18 +184,7 @@ fn a_batch_is_the_same_on_any_number_of_threads() {
         },
     );
     let flat = |(x0, sig, noise): (Tensor, Tensor, Tensor)| -> Vec<Vec<u32>> {
-        [x0, sig, noise]
-            .iter()
-            .map(|t| {
-                t.flatten_all()
-                    .unwrap()
-                    .to_vec1::<f32>()
-                    .unwrap()
-                    .iter()
-                    .map(|v| v.to_bits())
-                    .collect()
-            })
-            .collect()
+        [x0, sig, noise].iter().map(tensor_bits).collect()
     };
     let one = flat(tr.batch_on_threads(4, 1).unwrap());
     for threads in [2, 3, 5, 16] {
