@@ -53,11 +53,14 @@ pub fn chunk_frames(c: i64, radius: u32, shot: Shot) -> Option<Chunk> {
     })
 }
 
-/// The frames frame t is smoothed over: t-r..t+r inside the shot.
+/// The frames frame t is smoothed over: t-r..t+r, slid into the shot near its ends so that every
+/// frame of a shot of at least 2r+1 frames keeps 2r neighbours (the first frame is smoothed over
+/// the 2r frames after it, not over r), and the whole shot when it is shorter.
 pub fn window(t: i64, radius: u32, shot: Shot) -> (i64, i64) {
     let shot = shot.around(t);
     let r = radius as i64;
-    ((t - r).max(shot.first), (t + r).min(shot.last))
+    let first = (t - r).min(shot.last - 2 * r).max(shot.first);
+    (first, (first + 2 * r).min(shot.last))
 }
 
 /// The chunks holding the frames of t's window, in increasing order.
@@ -140,6 +143,27 @@ mod tests {
         // A frame outside the shot reads only itself.
         assert_eq!(frames_needed(50, 4, shot), (50, 50));
         assert_eq!(window(50, 4, shot), (50, 50));
+    }
+
+    #[test]
+    fn windows_slide_into_the_shot_at_its_ends() {
+        let shot = Shot { first: 0, last: 23 };
+        // Every frame keeps 2r neighbours: the first ones look further ahead, the last ones back.
+        assert_eq!(window(0, 4, shot), (0, 8));
+        assert_eq!(window(3, 4, shot), (0, 8));
+        assert_eq!(window(4, 4, shot), (0, 8));
+        assert_eq!(window(5, 4, shot), (1, 9));
+        assert_eq!(window(19, 4, shot), (15, 23));
+        assert_eq!(window(23, 4, shot), (15, 23));
+        // A shot shorter than the window is smoothed whole.
+        let short = Shot {
+            first: 10,
+            last: 14,
+        };
+        for t in 10..=14 {
+            assert_eq!(window(t, 4, short), (10, 14));
+        }
+        assert_eq!(window(5, 0, shot), (5, 5));
     }
 
     #[test]
