@@ -238,8 +238,9 @@ pub const TEMPORAL_RADIUS: ParamDef = ParamDef {
     id: ids::TEMPORAL_RADIUS,
     label: "Temporal Radius",
     hint: "The model denoises runs of 2r+1 frames together, and each frame is smoothed over \
-           the r frames on each side. Larger values flicker less and cost memory (and host \
-           frames) more than time; 0 processes frames one by one.",
+           the r frames on each side (near the shot's first and last frames, over the 2r \
+           nearest inside it). Larger values flicker less and cost memory (and host frames) \
+           more than time; 0 processes frames one by one.",
     group: Some(Group::Temporal),
     kind: Kind::Int {
         default: 4,
