@@ -254,20 +254,15 @@ impl SeqSpec {
     /// missing; frames keep the input's file names).
     pub fn output(s: &str) -> Result<SeqSpec> {
         if let Some(p) = Pattern::parse(s)? {
-            match p.format() {
-                None => {
-                    return Err(Error::param(
-                        "output",
-                        format!("`{s}`: the file extension must be .png, .tif, .tiff or .exr"),
-                    ))
-                }
-                Some(f) if !f.writable() => {
-                    return Err(Error::param(
-                        "output",
-                        crate::imageio::not_written(f, Path::new(s)),
-                    ))
-                }
-                Some(_) => {}
+            let Some(format) = p.format() else {
+                return Err(Error::param(
+                    "output",
+                    format!("`{s}`: the file extension must be .png, .tif, .tiff or .exr"),
+                ));
+            };
+            if !format.writable() {
+                let why = crate::imageio::not_written(format, Path::new(s));
+                return Err(Error::param("output", why));
             }
             return Ok(SeqSpec::Pattern(p));
         }
