@@ -205,6 +205,66 @@ fn a_batch_is_the_same_on_any_number_of_threads() {
 }
 
 #[test]
+fn clipped_noise_windows_stay_in_range_and_the_others_keep_their_streams() {
+    let dir = temp_dir("train-clip-noise");
+    let data = write_dataset(&dir.join("data"), 3, 6);
+    let noisy = |h: Hyper, s: u64| -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let (x0, sig, noise) = trainer(&data, h).batch(s).unwrap();
+        let sig = sig
+            .unsqueeze(2)
+            .unwrap()
+            .unsqueeze(3)
+            .unwrap()
+            .unsqueeze(4)
+            .unwrap();
+        let y = x0
+            .broadcast_add(&noise.broadcast_mul(&sig).unwrap())
+            .unwrap();
+        let v = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        (v(&x0), v(&noise), v(&y))
+    };
+    // Strong noise, so unclipped windows leave the range.
+    let strong = Hyper {
+        batch: 4,
+        p_mean: -1.0,
+        p_std: 0.1,
+        ..hyper(5)
+    };
+    let (x_plain, n_plain, y_plain) = noisy(strong.clone(), 2);
+    assert!(y_plain.iter().any(|v| *v < -0.01) && y_plain.iter().any(|v| *v > 1.01));
+    let (x_clip, n_clip, y_clip) = noisy(
+        Hyper {
+            clip_noise: 1.0,
+            ..strong.clone()
+        },
+        2,
+    );
+    assert!(
+        y_clip.iter().all(|v| (-1e-5..=1.0 + 1e-5).contains(v)),
+        "a clipped window left 0..1"
+    );
+    // Clipping draws one more number per window, after the crop and sigmas: same clean crops.
+    assert_eq!(x_clip, x_plain);
+    // Where the noisy value stayed in range, the noise is the unclipped one.
+    let same = n_clip
+        .iter()
+        .zip(&n_plain)
+        .zip(&y_plain)
+        .filter(|((_, _), y)| (0.0..=1.0).contains(*y))
+        .all(|((a, b), _)| (a - b).abs() < 1e-4);
+    assert!(same, "clipping changed noise inside the range");
+    // A probability of 0 leaves the batch bit-identical to a run without the option.
+    let (_, n_zero, _) = noisy(
+        Hyper {
+            clip_noise: 0.0,
+            ..strong
+        },
+        2,
+    );
+    assert_eq!(n_zero, n_plain);
+}
+
+#[test]
 fn resume_from_a_checkpoint_matches_an_uninterrupted_run() {
     let dir = temp_dir("train-resume");
     let data = write_dataset(&dir.join("data"), 2, 5);

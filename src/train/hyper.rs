@@ -40,6 +40,11 @@ pub struct Hyper {
     pub cooldown_start: u64,
     #[serde(default)]
     pub cooldown_steps: u64,
+    /// Probability that a window's noisy frames are clipped to 0..1, as 8- and 16-bit footage
+    /// (and float footage kept in range) stores them; the network then learns the clipped
+    /// noise's bias near black and white instead of leaving it to the engine's correction.
+    #[serde(default)]
+    pub clip_noise: f64,
 }
 
 /// Where a cool-down ends, as a fraction of the learning rate.
@@ -69,6 +74,7 @@ impl Default for Hyper {
             grad_clip: 1.0,
             cooldown_start: 0,
             cooldown_steps: 0,
+            clip_noise: 0.0,
         }
     }
 }
@@ -96,6 +102,9 @@ impl Hyper {
         }
         if !(0.0..=1.0).contains(&self.per_frame_sigma) {
             return bad("per-frame-sigma", "must be a probability in [0, 1]");
+        }
+        if !(0.0..=1.0).contains(&self.clip_noise) {
+            return bad("clip-noise", "must be a probability in [0, 1]");
         }
         Ok(())
     }
@@ -203,6 +212,7 @@ mod tests {
         let obj = old.as_object_mut().unwrap();
         obj.remove("cooldown_start");
         obj.remove("cooldown_steps");
+        obj.remove("clip_noise");
         assert_eq!(serde_json::from_value::<Hyper>(old).unwrap(), h);
         assert!(h.ema_at(0) < 0.2 && h.ema_at(100_000) == h.ema_decay);
         assert!(Hyper {
@@ -219,6 +229,12 @@ mod tests {
         .is_err());
         assert!(Hyper {
             ema_decay: 1.0,
+            ..Hyper::default()
+        }
+        .validate()
+        .is_err());
+        assert!(Hyper {
+            clip_noise: 1.5,
             ..Hyper::default()
         }
         .validate()

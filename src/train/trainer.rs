@@ -69,6 +69,14 @@ pub fn read_weights_config(path: &Path) -> Result<UNetConfig> {
     UNetConfig::from_json(json).map_err(|e| Error::model(path, e))
 }
 
+/// Turns `noise` (unit Gaussian) into the noise that footage stores when the noisy value
+/// `x0 + sigma * noise` is clipped to 0..1, so that `x0 + sigma * noise` is that clipped value.
+fn clip_noise(x0: &[f32], sigma: f32, noise: &mut [f32]) {
+    for (n, &x) in noise.iter_mut().zip(x0) {
+        *n = ((x + sigma * *n).clamp(0.0, 1.0) - x) / sigma;
+    }
+}
+
 /// Variables of a VarMap sorted by name, so every pass over them has a fixed order.
 fn sorted_vars(vm: &VarMap) -> Result<(Vec<String>, Vec<Var>)> {
     let data = vm
@@ -294,6 +302,8 @@ impl Trainer {
         let mut rng = Rng::new(h.seed, s, b as u64);
         let crop = self.data.sample(&mut rng);
         sig.copy_from_slice(&h.sample_sigmas(&mut rng));
+        // Drawn only when asked for, so runs without clipping keep their random streams.
+        let clip = h.clip_noise > 0.0 && rng.uniform() < h.clip_noise;
         x0.copy_from_slice(&self.data.load(&crop)?);
         for f in 0..k {
             // One noise stream per (step, window, frame): independent everywhere.
@@ -311,6 +321,13 @@ impl Trainer {
                 3,
                 &mut noise[f * n..(f + 1) * n],
             );
+            if clip {
+                clip_noise(
+                    &x0[f * n..(f + 1) * n],
+                    sig[f],
+                    &mut noise[f * n..(f + 1) * n],
+                );
+            }
         }
         Ok(())
     }
@@ -421,5 +438,37 @@ impl Trainer {
             }
         }
         model::save(&vm, &self.cfg, path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clip_noise;
+
+    #[test]
+    fn clipped_noise_lands_inside_the_range_and_is_untouched_away_from_its_ends() {
+        let x0 = [0.0f32, 0.02, 0.5, 0.98, 1.0, 0.3];
+        let orig = [-1.0f32, -2.0, 1.5, 2.0, 0.5, -0.5];
+        let sigma = 0.1;
+        let mut n = orig;
+        clip_noise(&x0, sigma, &mut n);
+        for i in 0..x0.len() {
+            let v = x0[i] + sigma * n[i];
+            assert!((-1e-6..=1.0 + 1e-6).contains(&v), "{i}: {v}");
+            let unclipped = x0[i] + sigma * orig[i];
+            if (0.0..=1.0).contains(&unclipped) {
+                assert!(
+                    (n[i] - orig[i]).abs() < 1e-5,
+                    "{i}: {} vs {}",
+                    n[i],
+                    orig[i]
+                );
+            } else {
+                assert!((v - unclipped.clamp(0.0, 1.0)).abs() < 1e-6, "{i}: {v}");
+            }
+        }
+        // Below black, above white: the stored value is the end itself.
+        assert_eq!(x0[0] + sigma * n[0], 0.0);
+        assert!((x0[3] + sigma * n[3] - 1.0).abs() < 1e-6);
     }
 }

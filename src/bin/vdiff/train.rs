@@ -69,6 +69,10 @@ pub struct Args {
     /// Standard deviation of log(sigma) [default: 1.2].
     #[arg(long)]
     pub p_std: Option<f64>,
+    /// Probability that a window's noisy frames are clipped to 0..1, as integer footage stores
+    /// them [default: 0].
+    #[arg(long, value_name = "P")]
+    pub clip_noise: Option<f64>,
     /// Gradient-norm clip, 0 for none [default: 1.0].
     #[arg(long)]
     pub grad_clip: Option<f64>,
@@ -86,7 +90,8 @@ impl Args {
             ($($f:ident => $g:ident),*) => { $(if let Some(v) = self.$f { h.$g = v; })* };
         }
         set!(seed => seed, batch => batch, frames => frames, crop => crop, lr => lr, warmup => warmup,
-             ema => ema_decay, p_mean => p_mean, p_std => p_std, grad_clip => grad_clip);
+             ema => ema_decay, p_mean => p_mean, p_std => p_std, grad_clip => grad_clip,
+             clip_noise => clip_noise);
         h
     }
 }
