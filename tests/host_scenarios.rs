@@ -1202,3 +1202,109 @@ fn plugin_binary_links_no_command_line_code() {
         assert_eq!(n, 0, "the plugin links {n} symbols of {cli}");
     }
 }
+
+/// The plugin's kOfxImageEffectPropCudaRenderSupported, as described ("false" where unset).
+fn declared_cuda_render(inst: &Instance<'_>) -> String {
+    use openfx::sys::image_effect_v1::gpu_render::kOfxImageEffectPropCudaRenderSupported;
+    inst.effect
+        .props
+        .str(kOfxImageEffectPropCudaRenderSupported, 0)
+        .unwrap_or_else(|| "false".into())
+}
+
+/// Resolve with OFX 1.5 CUDA render offered.
+fn resolve_cuda() -> HostConfig {
+    HostConfig {
+        cuda_render: CudaRender::Offered,
+        ..HostConfig::resolve()
+    }
+}
+
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn a_build_without_cuda_declines_cuda_render_and_renders_from_host_memory() {
+    let p = project().set("temporalRadius", 2);
+    let frames = [1i64, 4];
+    let h = start(resolve_cuda());
+    let inst = instance(&h, &p);
+    assert_eq!(declared_cuda_render(&inst), "false");
+    let offered = by_time(inst.render_frames(&frames, 1, &RenderOpts::default()));
+    inst.destroy();
+    finish_clean(h);
+    let h = start(HostConfig::resolve());
+    let inst = instance(&h, &p);
+    let plain = by_time(inst.render_frames(&frames, 1, &RenderOpts::default()));
+    for t in frames {
+        check_ok(&h, &offered[&t], "Resolve offering CUDA render");
+        same(&format!("frame {t}"), &offered[&t], &plain[&t], FULL);
+    }
+    inst.destroy();
+    finish_clean(h);
+}
+
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn cuda_images_forced_on_a_build_without_cuda_are_refused_unread() {
+    // A host that sets kOfxImageEffectPropCudaEnabled although the plugin never declared CUDA
+    // render: its pointers may be device memory, so the render fails with a message and writes
+    // nothing (here they are host memory, so a plugin that read them would pass unnoticed).
+    let h = start(HostConfig {
+        cuda_render: CudaRender::Forced,
+        ..HostConfig::resolve()
+    });
+    let inst = instance(&h, &project());
+    let fo = inst.render_frame(3, &RenderOpts::default().sentinel(0x5D));
+    assert_eq!(
+        fo.status,
+        kOfxStatFailed,
+        "render with forced CUDA images: {}",
+        status_name(fo.status)
+    );
+    if let Err(e) = fo
+        .image
+        .check_untouched_outside(Rect::new(0, 0, 0, 0), 0x5D)
+    {
+        panic!("the output was written: {e}");
+    }
+    let said = h
+        .state
+        .messages()
+        .iter()
+        .any(|m| m.mtype == "OfxMessageError" && m.text.contains("CUDA"));
+    assert!(said, "no error message about CUDA\n{}", h.state.dump());
+    inst.destroy();
+    let st = h.finish();
+    assert_eq!(st.images_fetched(), st.images_released());
+}
+
+/// With a GPU: the host hands device images and its stream; the frames are the bytes a host
+/// memory render writes, in any order and on several threads. Without a GPU there is nothing to
+/// run: the test says so and passes.
+#[cfg(feature = "cuda")]
+#[test]
+fn cuda_render_writes_the_bytes_of_a_host_memory_render() {
+    let h = start(resolve_cuda());
+    let p = project().set("temporalRadius", 2);
+    let inst = instance(&h, &p);
+    assert_eq!(declared_cuda_render(&inst), "true");
+    if crate::host::cuda::Gpu::shared().is_none() {
+        eprintln!("no CUDA GPU here: the CUDA render profile did not run");
+        inst.destroy();
+        finish_clean(h);
+        return;
+    }
+    let frames: Vec<i64> = (0..6).collect();
+    let order = [4i64, 0, 5, 2, 1, 3];
+    let gpu = by_time(inst.render_frames(&order, 2, &RenderOpts::default().sentinel(0x42)));
+    inst.destroy();
+    finish_clean(h);
+    let h = start(HostConfig::resolve());
+    let inst = instance(&h, &p);
+    let cpu = by_time(inst.render_frames(&frames, 1, &RenderOpts::default()));
+    for t in frames {
+        check_ok(&h, &gpu[&t], "CUDA render");
+        same(&format!("frame {t}"), &gpu[&t], &cpu[&t], FULL);
+    }
+    inst.destroy();
+    finish_clean(h);
+}

@@ -9,11 +9,16 @@
 #   .ci/cuda-toolchain.sh DIR && . DIR/env.sh && cargo build --release --features cuda
 #   strip -o vdiff-cuda target/release/vdiff && gzip -k vdiff-cuda
 #   (there) [TRAIN_DATA=dir TRAIN_SECONDS=300 TRAIN_DEADLINE=540] benches/gpu/run.sh vdiff-cuda [OUT]
+# With OFX_TEST (the integration test binary of that build: `cargo test --release --features cuda
+# --no-run` names it) and VDIFF_PLUGIN (its plugin, target/release/libvdiff.so), the in-repo host
+# also renders through OFX CUDA render (device images on the host's stream) and compares the
+# bytes with a host-memory render. Each binary is about 27 MB gzipped: send them in two runs if
+# all three do not fit.
 # The CUDA libraries come from CUDA_LIBS (folders, colon-separated) or from the PyPI nvidia-*
 # packages of python3 (nvidia-cublas, nvidia-curand, nvidia-cuda-nvrtc, nvidia-cuda-runtime).
 # Every stage has its own time limit and a failing stage does not stop the next.
 set -uo pipefail
-[ $# -ge 1 ] || { sed -n '2,14p' "$0"; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,19p' "$0"; exit 2; }
 bin=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 out=${2:-gpu-results}
 mkdir -p "$out"; out=$(cd "$out" && pwd)
@@ -73,6 +78,14 @@ run 60 "$bin" eval "$work/demo/denoised" "$work/gpu-a" | tee "$out/gpu-vs-cpu.tx
 step "a GPU build asked for the CPU"
 run 60 "$bin" render "$clip" "$work/cpu-again/%04d.png" --noise-level 0.05 --device cpu --frames 0-1
 cmp "$work/cpu-again/0000.png" "$work/demo/denoised/0000.png" && echo "same bytes as the demo's CPU render"
+
+if [ -n "${OFX_TEST:-}" ] && [ -n "${VDIFF_PLUGIN:-}" ]; then
+    step "OFX CUDA render in the in-repo host (device images, the host's stream)"
+    VDIFF_PLUGIN=$(cd "$(dirname "$VDIFF_PLUGIN")" && pwd)/$(basename "$VDIFF_PLUGIN")
+    export VDIFF_PLUGIN
+    run 240 "$OFX_TEST" --exact host_scenarios::cuda_render_writes_the_bytes_of_a_host_memory_render \
+        --nocapture | tee "$out/ofx-cuda.txt"
+fi
 
 step "engine benchmark on CUDA (defaults; cached neighbour frame included)"
 run 240 "$bin" bench --device cuda --size 1920x1080 --size 3840x2160 --frames 24 | tee "$out/bench-cuda.txt"

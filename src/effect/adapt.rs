@@ -62,11 +62,11 @@ pub struct HostFrames<'a> {
 
 impl Frames for HostFrames<'_> {
     /// Source pixels of frame t over `rect` (pixels at the render scale). The host image is
-    /// released before returning.
+    /// released before returning; in a CUDA render only `rect` is copied from the device.
     fn fetch(&self, t: i64, rect: Rect) -> Result<RgbImage> {
         let region: RectD = to_canonical(rect, self.scale, self.source.pixel_aspect_ratio());
         let img = self.source.image(t as f64, Some(region))?;
-        Ok(read_rgb(&img.pixels()?, rect))
+        Ok(read_rgb(&img.read(rect)?.pixels()?, rect))
     }
 
     fn params(&self, t: i64) -> FrameParams {

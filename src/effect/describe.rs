@@ -78,8 +78,29 @@ pub fn describe(call: &Call<'_>) -> Result<Reply> {
     // NOTE: Natron assumes host frame threading is on unless told otherwise, and then renders
     // tiles of one frame on several threads: each would run the model over the same chunk.
     p.set_int(kOfxImageEffectPluginPropHostFrameThreading, 0, 0)?;
+    describe_gpu_render(&p);
     Ok(Reply::Ok)
 }
+
+/// CUDA render (OFX 1.5), in builds with CUDA: the host may hand the Render action device
+/// images and a stream (`ofx::cuda`). Builds without it say nothing, which means "false".
+#[cfg(feature = "cuda")]
+fn describe_gpu_render(p: &crate::ofx::PropSet<'_>) {
+    use openfx::sys::image_effect_v1::gpu_render::{
+        kOfxImageEffectPropCudaRenderSupported, kOfxImageEffectPropCudaStreamSupported,
+    };
+    optional(
+        p.set_string(kOfxImageEffectPropCudaRenderSupported, 0, "true"),
+        "CUDA render",
+    );
+    optional(
+        p.set_string(kOfxImageEffectPropCudaStreamSupported, 0, "true"),
+        "CUDA streams",
+    );
+}
+
+#[cfg(not(feature = "cuda"))]
+fn describe_gpu_render(_: &crate::ofx::PropSet<'_>) {}
 
 pub fn describe_in_context(call: &Call<'_>) -> Result<Reply> {
     let fx = effect(call)?;

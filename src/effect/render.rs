@@ -13,7 +13,7 @@ use super::{OUTPUT, SOURCE};
 use crate::engine::{self, sanitize, Control, Frames, Rect, Request, RgbImage, Settings};
 use crate::ofx::effect_consts::kOfxImageEffectPropRenderWindow;
 use crate::ofx::pixels::Components;
-use crate::ofx::{Call, ImageEffect, Reply};
+use crate::ofx::{Call, ImageEffect, Memory, Reply};
 use crate::{Error, Result};
 
 pub fn render(call: &Call<'_>) -> Result<Reply> {
@@ -61,9 +61,11 @@ fn render_frame(fx: &ImageEffect<'_>, call: &Call<'_>) -> Result<Outcome> {
         return Ok(Outcome::Rendered);
     }
 
+    // Read before anything is fetched: a CUDA render's images must not be read on the CPU.
+    let memory = Memory::of_render(&args)?;
     let set = fx.params()?;
-    let source = fx.clip(SOURCE)?;
-    let output = fx.clip(OUTPUT)?;
+    let source = fx.clip(SOURCE)?.in_memory(memory);
+    let output = fx.clip(OUTPUT)?.in_memory(memory);
     let rp = params::render_params(&set, t)?;
     let frames = HostFrames {
         source,
@@ -128,9 +130,9 @@ fn render_frame(fx: &ImageEffect<'_>, call: &Call<'_>) -> Result<Outcome> {
         )?),
         _ => None,
     };
-    let alpha_px = alpha.as_ref().map(|a| a.pixels()).transpose()?;
-    let mut dst = out.pixels_mut(window);
-    write_window(&mut dst, &rgb, alpha_px.as_ref());
+    let alpha_read = alpha.as_ref().map(|a| a.read(window)).transpose()?;
+    let alpha_px = alpha_read.as_ref().map(|a| a.pixels()).transpose()?;
+    out.write(window, |dst| write_window(dst, &rgb, alpha_px.as_ref()))?;
     Ok(outcome)
 }
 

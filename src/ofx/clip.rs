@@ -17,6 +17,46 @@ use super::props::{check, need, PropSet};
 use crate::geometry::Rect;
 use crate::{Error, Result};
 
+/// Where the images of an action live: host memory, or CUDA memory in a CUDA render
+/// (`kOfxImageEffectPropCudaEnabled`), copied on the host's stream.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Memory {
+    #[default]
+    Host,
+    #[cfg(feature = "cuda")]
+    Cuda(super::cuda::Stream),
+}
+
+impl Memory {
+    /// The memory of a Render action's images, from its arguments. A host that passes CUDA
+    /// images to a build without CUDA render (which never said it supports it) gets an error:
+    /// its pointers must not be read on the CPU.
+    pub fn of_render(args: &PropSet<'_>) -> Result<Memory> {
+        use openfx::sys::image_effect_v1::gpu_render::{
+            kOfxImageEffectPropCudaEnabled, kOfxImageEffectPropCudaStream,
+        };
+        if args.int(kOfxImageEffectPropCudaEnabled, 0).unwrap_or(0) == 0 {
+            return Ok(Memory::Host);
+        }
+        #[cfg(feature = "cuda")]
+        {
+            let stream = args
+                .pointer(kOfxImageEffectPropCudaStream, 0)
+                .unwrap_or(std::ptr::null_mut());
+            Ok(Memory::Cuda(super::cuda::Stream(stream)))
+        }
+        #[cfg(not(feature = "cuda"))]
+        {
+            let _ = kOfxImageEffectPropCudaStream;
+            Err(Error::Host(
+                "the host passed CUDA images, but this build of the plugin renders from host \
+                 memory only (it does not declare CUDA render support)"
+                    .into(),
+            ))
+        }
+    }
+}
+
 /// A clip instance (or descriptor) of an effect, valid for `'a`.
 #[derive(Clone, Copy)]
 pub struct Clip<'a> {
@@ -24,6 +64,7 @@ pub struct Clip<'a> {
     props: PropSet<'a>,
     host: &'a Host,
     name: &'a CStr,
+    memory: Memory,
 }
 
 impl<'a> Clip<'a> {
@@ -40,7 +81,13 @@ impl<'a> Clip<'a> {
             props,
             host,
             name,
+            memory: Memory::Host,
         }
+    }
+
+    /// This clip with images in `memory` (that of the current Render action).
+    pub fn in_memory(self, memory: Memory) -> Self {
+        Clip { memory, ..self }
     }
 
     pub fn props(&self) -> PropSet<'a> {
@@ -153,6 +200,7 @@ impl<'a> Clip<'a> {
             _guard: guard,
             data: data as *mut u8,
             layout,
+            memory: self.memory,
             _life: PhantomData,
         })
     }
@@ -178,7 +226,23 @@ pub struct Image<'a> {
     _guard: Release,
     data: *mut u8,
     layout: Layout,
+    memory: Memory,
     _life: PhantomData<&'a ()>,
+}
+
+/// Pixels the CPU can read: the host's buffer itself, or a copy of part of a device image.
+pub enum Readable<'a> {
+    Borrowed(PixelsRef<'a>),
+    Copied(Vec<u8>, Layout),
+}
+
+impl Readable<'_> {
+    pub fn pixels(&self) -> Result<PixelsRef<'_>> {
+        match self {
+            Readable::Borrowed(p) => Ok(*p),
+            Readable::Copied(bytes, layout) => PixelsRef::new(bytes, *layout),
+        }
+    }
 }
 
 impl Image<'_> {
@@ -191,8 +255,44 @@ impl Image<'_> {
         self.data.wrapping_offset(self.layout.lowest_offset())
     }
 
-    /// Read-only pixels.
+    /// Read-only pixels of `rect` (at least: a host image is handed out whole), readable on the
+    /// CPU wherever the image lives.
+    #[cfg_attr(not(feature = "cuda"), allow(unused_variables))]
+    pub fn read(&self, rect: Rect) -> Result<Readable<'_>> {
+        match self.memory {
+            Memory::Host => self.pixels().map(Readable::Borrowed),
+            #[cfg(feature = "cuda")]
+            Memory::Cuda(stream) => {
+                let bytes = super::cuda::download(self.data, &self.layout, rect, stream)?;
+                let layout = self.layout.packed(rect)?;
+                Ok(Readable::Copied(bytes, layout))
+            }
+        }
+    }
+
+    /// Writes `window ∩ bounds` through `f`: into the host's buffer directly, or into a packed
+    /// buffer then copied to the device image.
+    pub fn write(&mut self, window: Rect, f: impl FnOnce(&mut PixelsMut<'_>)) -> Result<()> {
+        match self.memory {
+            Memory::Host => {
+                f(&mut self.host_pixels_mut(window));
+                Ok(())
+            }
+            #[cfg(feature = "cuda")]
+            Memory::Cuda(stream) => {
+                let layout = self.layout.packed(window)?;
+                let mut buf = vec![0u8; layout.span()];
+                f(&mut PixelsMut::from_buffer(&mut buf, layout, window)?);
+                super::cuda::upload(self.data, &self.layout, window, &buf, stream)
+            }
+        }
+    }
+
+    /// Read-only pixels of a host-memory image (a device image is refused: see `read`).
     pub fn pixels(&self) -> Result<PixelsRef<'_>> {
+        if self.memory != Memory::Host {
+            return Err(Error::Internal("a CUDA image read as host memory".into()));
+        }
         let span = self.layout.span();
         let bytes: &[u8] = if span == 0 {
             &[]
@@ -205,8 +305,9 @@ impl Image<'_> {
         PixelsRef::new(bytes, self.layout)
     }
 
-    /// Writable pixels of `window ∩ bounds`, one slice per row covering only the window.
-    pub fn pixels_mut(&mut self, window: Rect) -> PixelsMut<'_> {
+    /// Writable pixels of `window ∩ bounds`, one slice per row covering only the window
+    /// (host memory only: `write` checks).
+    fn host_pixels_mut(&mut self, window: Rect) -> PixelsMut<'_> {
         let l = self.layout;
         let window = window.intersect(&l.bounds);
         let len = window.width() as usize * l.pixel_bytes();

@@ -3,6 +3,8 @@
 //! clips, images with positive or negative row bytes). `effect` sees only these safe views;
 //! nothing here knows about diffusion.
 mod clip;
+#[cfg(feature = "cuda")]
+mod cuda;
 mod effect;
 pub mod entry;
 mod host;
@@ -15,7 +17,7 @@ use std::ffi::CStr;
 use openfx::sys::generic::core::*;
 use openfx::sys::image_effect_v1::image_effect::*;
 
-pub use clip::{Clip, Image};
+pub use clip::{Clip, Image, Memory, Readable};
 pub use effect::{ImageEffect, MessageKind};
 pub use host::Host;
 pub use params::{Param, ParamSet};

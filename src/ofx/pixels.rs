@@ -181,6 +181,50 @@ impl Layout {
     }
 }
 
+/// Where a rectangle of an image lies in its buffer, for copies that go row by row in address
+/// order (CUDA images, `ofx::cuda`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RectSpan {
+    /// Offset of the lowest-addressed row's first pixel from the buffer pointer (row
+    /// `bounds.y0`'s first pixel, as `kOfxImagePropData` points).
+    pub first: isize,
+    /// Distance between rows in bytes (positive).
+    pub pitch: usize,
+    /// Bytes of one row of the rectangle.
+    pub width: usize,
+    pub rows: usize,
+}
+
+impl Layout {
+    /// The layout of a tightly packed copy of `rect ∩ bounds` with this image's row order; its
+    /// bytes start at the lowest address, as `PixelsRef` and `PixelsMut` expect.
+    pub fn packed(&self, rect: Rect) -> Result<Layout> {
+        let rect = rect.intersect(&self.bounds);
+        let row = rect.width() as isize * self.pixel_bytes() as isize;
+        let sign = if self.row_bytes < 0 { -1 } else { 1 };
+        Layout::new(rect, sign * row, self.depth, self.components)
+    }
+
+    /// Where `rect` (inside the bounds) lies; None when it is empty or outside.
+    pub fn rect_span(&self, rect: Rect) -> Option<RectSpan> {
+        if rect.is_empty() || rect.intersect(&self.bounds) != rect {
+            return None;
+        }
+        let lowest_row = if self.row_bytes < 0 {
+            rect.y1 - 1
+        } else {
+            rect.y0
+        };
+        let off = self.offset(rect.x0, lowest_row)?;
+        Some(RectSpan {
+            first: self.lowest_offset() + off as isize,
+            pitch: self.row_bytes.unsigned_abs(),
+            width: rect.width() as usize * self.pixel_bytes(),
+            rows: rect.height() as usize,
+        })
+    }
+}
+
 /// Read-only pixels: the whole buffer, from its lowest address.
 #[derive(Clone, Copy, Debug)]
 pub struct PixelsRef<'a> {
@@ -339,6 +383,49 @@ mod tests {
         assert!(Depth::from_ofx("OfxBitDepthDouble").is_err());
         assert!(Components::from_ofx("OfxImageComponentAlpha").is_err());
         assert_eq!(Depth::from_ofx("OfxBitDepthHalf").unwrap(), Depth::Half);
+    }
+
+    #[test]
+    fn packed_copies_keep_the_row_order_and_drop_the_padding() {
+        for rb in [160isize, -160] {
+            let l =
+                Layout::new(Rect::new(-2, 3, 6, 9), rb, Depth::Float, Components::Rgba).unwrap();
+            let p = l.packed(Rect::new(0, 4, 10, 6)).unwrap();
+            assert_eq!(p.bounds, Rect::new(0, 4, 6, 6));
+            assert_eq!(p.row_bytes, rb.signum() * 6 * 16);
+            assert_eq!(p.span(), 2 * 6 * 16);
+            let s = l.rect_span(p.bounds).unwrap();
+            assert_eq!((s.pitch, s.width, s.rows), (160, 96, 2));
+            // Copying `rows` rows of `width` bytes from `first`, `pitch` apart, lands every pixel
+            // where the packed layout reads it: check against a buffer of row/column tags.
+            let mut buf = vec![0u8; l.span()];
+            for y in 3..9 {
+                for x in -2..6 {
+                    let o = l.offset(x, y).unwrap();
+                    buf[o] = (y * 16 + x + 2) as u8;
+                }
+            }
+            let start = (s.first - l.lowest_offset()) as usize;
+            let mut copy = Vec::new();
+            for r in 0..s.rows {
+                let a = start + r * s.pitch;
+                copy.extend_from_slice(&buf[a..a + s.width]);
+            }
+            let px = PixelsRef::new(&copy, p).unwrap();
+            for y in 4..6 {
+                let row = px.row_from(0, y).unwrap();
+                for x in 0..6 {
+                    assert_eq!(
+                        row[x as usize * 16],
+                        (y * 16 + x + 2) as u8,
+                        "rb {rb} x {x} y {y}"
+                    );
+                }
+            }
+        }
+        let l = Layout::new(Rect::new(0, 0, 4, 4), 64, Depth::Float, Components::Rgba).unwrap();
+        assert!(l.rect_span(Rect::new(0, 1, 0, 3)).is_none());
+        assert!(l.rect_span(Rect::new(0, 1, 5, 3)).is_none());
     }
 
     #[test]

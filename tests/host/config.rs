@@ -185,6 +185,21 @@ pub struct HostConfig {
     pub missing_suites: Vec<(String, i32)>,
     /// Whether a render on an instance-safe plugin is serialised per instance (all real hosts).
     pub honour_thread_safety: bool,
+    /// OFX 1.5 CUDA render.
+    pub cuda_render: CudaRender,
+}
+
+/// Whether the host renders with CUDA images (OFX 1.5), as Resolve does on NVIDIA GPUs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CudaRender {
+    /// The host says it does not support CUDA render.
+    Off,
+    /// The host supports it and uses it when the plugin says "true": device copies of every
+    /// image and a stream of the host's (`host::cuda`; builds with `--features cuda` and a GPU).
+    Offered,
+    /// A host that sets kOfxImageEffectPropCudaEnabled whatever the plugin said, with host
+    /// memory behind the pointers: the plugin must refuse without reading them as device memory.
+    Forced,
 }
 
 impl HostConfig {
@@ -225,6 +240,7 @@ impl HostConfig {
             num_cpus: 4,
             missing_suites: vec![],
             honour_thread_safety: true,
+            cuda_render: CudaRender::Off,
         }
     }
 
@@ -264,6 +280,7 @@ impl HostConfig {
             num_cpus: 2,
             missing_suites: vec![],
             honour_thread_safety: true,
+            cuda_render: CudaRender::Off,
         }
     }
 
@@ -303,6 +320,7 @@ impl HostConfig {
             num_cpus: 2,
             missing_suites: vec![],
             honour_thread_safety: true,
+            cuda_render: CudaRender::Off,
         }
     }
 

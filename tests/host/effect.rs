@@ -565,15 +565,19 @@ unsafe extern "C" fn clip_get_image(
             return kOfxStatFailed;
         };
         let rod = footage.rect_at(scale);
-        let (p, h) = image_props(
+        let p = image_props(
             &e.host,
             &s,
             format!("Output image t={time}"),
             rod,
             scale,
             &format!("out-{time}"),
-        )
-        .into_handle();
+        );
+        #[cfg(feature = "cuda")]
+        if let Some(d) = render.as_ref().and_then(|r| r.device_output.clone()) {
+            p.set_ptr(kOfxImagePropData, &[d.data_ptr()]);
+        }
+        let (p, h) = p.into_handle();
         record_fetch(&e, h as usize, &c.name, time);
         drop(p);
         // SAFETY: out-pointer.
@@ -644,15 +648,25 @@ unsafe extern "C" fn clip_get_image(
     }
     let s = source_surface(&e, &footage, ti, bounds, depth, comps, scale);
     let uid = format!("src-{ti}-{}", bounds);
-    let (p, h) = image_props(
+    let p = image_props(
         &e.host,
         &s,
         format!("{} image t={ti}", c.name),
         rod,
         scale,
         &uid,
-    )
-    .into_handle();
+    );
+    // In a CUDA render on a GPU the plugin gets a device copy, kept until the image's release.
+    #[cfg(feature = "cuda")]
+    let p = match render.as_ref().filter(|r| r.device_output.is_some()) {
+        Some(_) => {
+            let d = super::cuda::DeviceSurface::upload(&s);
+            p.set_ptr(kOfxImagePropData, &[d.data_ptr()]);
+            p.with_attachment(d)
+        }
+        None => p,
+    };
+    let (p, h) = p.into_handle();
     drop(p);
     record_fetch(&e, h as usize, &c.name, time);
     // SAFETY: out-pointer.

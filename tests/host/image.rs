@@ -103,6 +103,11 @@ impl Surface {
         self.depth.bytes() * self.comps.count()
     }
 
+    /// The whole allocation: its address and size (the CUDA profile copies it to the device).
+    pub fn buffer(&self) -> (*mut u8, usize) {
+        (self.alloc, self.layout.size())
+    }
+
     /// kOfxImagePropRowBytes.
     pub fn row_bytes(&self) -> i32 {
         match self.order {

@@ -12,7 +12,13 @@ use openfx::sys::image_effect_v1::gpu_render::*;
 use openfx::sys::image_effect_v1::image_effect::*;
 use openfx::sys::image_effect_v1::param::*;
 
-use super::config::{Comps, Depth, HostFlavour, Rect};
+use super::config::{Comps, CudaRender, Depth, HostFlavour, Rect};
+
+/// The GPU of a CUDA render (a build without CUDA never has one).
+#[cfg(feature = "cuda")]
+type CudaGpu = Arc<super::cuda::Gpu>;
+#[cfg(not(feature = "cuda"))]
+type CudaGpu = std::convert::Infallible;
 use super::driver::{par_map, status_ok, Anim, FrameOut, Host, Project, RenderOpts};
 use super::effect::{set_clip_instance_props, set_image_data, source_surface, Effect};
 use super::ffi::{self, lk, RenderCtx};
@@ -140,6 +146,9 @@ impl<'h> Instance<'h> {
             output: None,
             roi: None,
             frames_needed: None,
+            cuda: false,
+            #[cfg(feature = "cuda")]
+            device_output: None,
         }
     }
 
@@ -447,6 +456,39 @@ impl<'h> Instance<'h> {
         st
     }
 
+    /// Whether the next Render is a CUDA render: None for host memory; Some(None) for a host
+    /// that sets the flag with host memory behind it (`CudaRender::Forced`); Some(Some(gpu))
+    /// for device images, where the host offers CUDA render, the plugin declared it and a GPU
+    /// is there.
+    #[allow(clippy::option_option)]
+    fn cuda_render(&self) -> Option<Option<CudaGpu>> {
+        match self.host.cfg().cuda_render {
+            CudaRender::Off => None,
+            CudaRender::Forced => Some(None),
+            CudaRender::Offered => {
+                let declared = self
+                    .effect
+                    .props
+                    .str(kOfxImageEffectPropCudaRenderSupported, 0)
+                    .is_some_and(|v| v == "true" || v == "needed");
+                if !declared {
+                    return None;
+                }
+                #[cfg(feature = "cuda")]
+                {
+                    super::cuda::Gpu::shared().map(Some)
+                }
+                #[cfg(not(feature = "cuda"))]
+                {
+                    self.state().violation(
+                        "the plugin declared CUDA render in a build without CUDA".into(),
+                    );
+                    None
+                }
+            }
+        }
+    }
+
     /// The Render action alone, into `output` (registered as the Output image at `t`).
     pub fn render_action(
         &self,
@@ -469,6 +511,14 @@ impl<'h> Instance<'h> {
         inp.set_int(kOfxImageEffectPropInteractiveRenderStatus, &[0]);
         inp.set_int(kOfxImageEffectPropRenderQualityDraft, &[0]);
         inp.set_int(kOfxImageEffectPropOpenGLEnabled, &[0]);
+        let cuda = self.cuda_render();
+        let cuda_enabled = cuda.is_some();
+        inp.set_int(kOfxImageEffectPropCudaEnabled, &[i32::from(cuda_enabled)]);
+        #[cfg(feature = "cuda")]
+        let device_output = cuda.flatten().map(|gpu| {
+            inp.set_ptr(kOfxImageEffectPropCudaStream, &[gpu.stream_ptr()]);
+            (gpu, super::cuda::DeviceSurface::upload(output))
+        });
         let render = RenderCtx {
             time: t,
             window: [window.x1, window.y1, window.x2, window.y2],
@@ -476,6 +526,9 @@ impl<'h> Instance<'h> {
             output: Some(output.clone()),
             roi,
             frames_needed,
+            cuda: cuda_enabled,
+            #[cfg(feature = "cuda")]
+            device_output: device_output.as_ref().map(|(_, d)| d.clone()),
         };
         let safety = self
             .effect
@@ -489,6 +542,12 @@ impl<'h> Instance<'h> {
             .then(|| lk(&self.effect.rt.render_lock));
         lk(&self.effect.rt.outputs).push((t, output.clone()));
         let st = self.call(kOfxImageEffectActionRender, Some(&inp), None, Some(render));
+        // The host reads the frame back once its stream is done with it.
+        #[cfg(feature = "cuda")]
+        if let Some((gpu, dev)) = device_output {
+            gpu.sync();
+            dev.download();
+        }
         {
             let mut outs = lk(&self.effect.rt.outputs);
             if let Some(i) = outs

@@ -9,6 +9,8 @@
 #![allow(dead_code)]
 
 pub mod config;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod driver;
 pub mod effect;
 pub mod ffi;
@@ -22,7 +24,7 @@ pub mod state;
 pub mod suites;
 pub mod varargs;
 
-pub use config::{Comps, Context, Depth, HostConfig, Rect};
+pub use config::{Comps, Context, CudaRender, Depth, HostConfig, Rect};
 pub use driver::{FrameOut, Host, Project, RenderOpts};
 pub use ffi::status_name;
 pub use footage::Footage;

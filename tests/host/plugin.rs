@@ -392,7 +392,13 @@ fn host_property_set(cfg: &HostConfig) -> Arc<PropSet> {
     p.set_int(kOfxParamHostPropMaxPages, &[0]);
     p.set_int(kOfxParamHostPropPageRowColumnCount, &[0, 0]);
     p.set_str(kOfxImageEffectPropOpenGLRenderSupported, &["false"]);
-    p.set_str(kOfxImageEffectPropCudaRenderSupported, &["false"]);
+    let cuda = if cfg.cuda_render == super::config::CudaRender::Off {
+        "false"
+    } else {
+        "true"
+    };
+    p.set_str(kOfxImageEffectPropCudaRenderSupported, &[cuda]);
+    p.set_str(kOfxImageEffectPropCudaStreamSupported, &[cuda]);
     p.set_str(kOfxImageEffectPropMetalRenderSupported, &["false"]);
     p.set_str(kOfxImageEffectPropOpenCLRenderSupported, &["false"]);
     if cfg.flavour == super::config::HostFlavour::Mlt {

@@ -1,0 +1,182 @@
+//! OFX CUDA render (OFX 1.5, `--features cuda`): when the host sets
+//! `kOfxImageEffectPropCudaEnabled` on a Render action, every image of that action holds CUDA
+//! memory. Its pixels are copied with the driver API on the host's stream
+//! (`kOfxImageEffectPropCudaStream`) and never dereferenced on the CPU. Device-to-host copies
+//! wait for that stream only (a source image is ready when the work queued before it is done);
+//! host-to-device copies are queued and left to run, as the spec asks, unless the host gave no
+//! stream, in which case they are waited for before the action returns. Nothing here calls
+//! `cuCtxSynchronize` (the driver's `cudaDeviceSynchronize`).
+use std::ffi::c_void;
+
+use cudarc::driver::sys;
+
+use super::pixels::{Layout, RectSpan};
+use crate::geometry::Rect;
+use crate::{Error, Result};
+
+/// The stream of one CUDA render action; null: the host gave none (the legacy default stream).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stream(pub(crate) *mut c_void);
+
+impl Stream {
+    fn raw(self) -> sys::CUstream {
+        self.0 as sys::CUstream
+    }
+
+    /// The host gave a stream: queued work is left to it.
+    pub fn is_host_stream(self) -> bool {
+        !self.0.is_null()
+    }
+}
+
+fn check(r: sys::CUresult, what: &str) -> Result<()> {
+    if r == sys::CUresult::CUDA_SUCCESS {
+        Ok(())
+    } else {
+        Err(Error::Device(format!("CUDA render: {what} failed ({r:?})")))
+    }
+}
+
+/// Runs `f` with a current CUDA context: the host's where its thread has one, else the primary
+/// context of the device that holds `ptr` (made current for `f` and put back after).
+fn in_context<R>(ptr: sys::CUdeviceptr, f: impl FnOnce() -> Result<R>) -> Result<R> {
+    // SAFETY: plain driver API calls with out-pointers to locals; a context pushed here is popped
+    // and its primary context released on every path.
+    unsafe {
+        check(sys::cuInit(0), "cuInit")?;
+        let mut cur: sys::CUcontext = std::ptr::null_mut();
+        check(sys::cuCtxGetCurrent(&mut cur), "cuCtxGetCurrent")?;
+        if !cur.is_null() {
+            return f();
+        }
+        let mut ordinal: i32 = 0;
+        check(
+            sys::cuPointerGetAttribute(
+                &mut ordinal as *mut i32 as *mut c_void,
+                sys::CUpointer_attribute::CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL,
+                ptr,
+            ),
+            "finding the device of a host image (cuPointerGetAttribute)",
+        )?;
+        let mut dev: sys::CUdevice = 0;
+        check(sys::cuDeviceGet(&mut dev, ordinal), "cuDeviceGet")?;
+        let mut ctx: sys::CUcontext = std::ptr::null_mut();
+        check(
+            sys::cuDevicePrimaryCtxRetain(&mut ctx, dev),
+            "cuDevicePrimaryCtxRetain",
+        )?;
+        let pushed = check(sys::cuCtxPushCurrent_v2(ctx), "cuCtxPushCurrent");
+        let out = pushed.and_then(|_| f());
+        let mut popped: sys::CUcontext = std::ptr::null_mut();
+        sys::cuCtxPopCurrent_v2(&mut popped);
+        sys::cuDevicePrimaryCtxRelease_v2(dev);
+        out
+    }
+}
+
+/// The device address of `rect`'s lowest-addressed row and its copy geometry.
+fn span(data: *const u8, layout: &Layout, rect: Rect) -> Option<(sys::CUdeviceptr, RectSpan)> {
+    let s = layout.rect_span(rect)?;
+    Some(((data as isize).wrapping_add(s.first) as sys::CUdeviceptr, s))
+}
+
+/// Copies `rect ∩ bounds` of the device image at `data` into host memory (layout `layout.packed(rect)`),
+/// waiting for the host's stream.
+pub fn download(data: *const u8, layout: &Layout, rect: Rect, stream: Stream) -> Result<Vec<u8>> {
+    let host = layout.packed(rect)?;
+    let mut buf = vec![0u8; host.span()];
+    let Some((first, s)) = span(data, layout, host.bounds) else {
+        return Ok(buf);
+    };
+    in_context(first, || {
+        let copy = sys::CUDA_MEMCPY2D {
+            srcXInBytes: 0,
+            srcY: 0,
+            srcMemoryType: sys::CUmemorytype::CU_MEMORYTYPE_UNIFIED,
+            srcHost: std::ptr::null(),
+            srcDevice: first,
+            srcArray: std::ptr::null_mut(),
+            srcPitch: s.pitch,
+            dstXInBytes: 0,
+            dstY: 0,
+            dstMemoryType: sys::CUmemorytype::CU_MEMORYTYPE_HOST,
+            dstHost: buf.as_mut_ptr() as *mut c_void,
+            dstDevice: 0,
+            dstArray: std::ptr::null_mut(),
+            dstPitch: s.width,
+            WidthInBytes: s.width,
+            Height: s.rows,
+        };
+        // SAFETY: the source rows lie inside the host's image (`span` checked them against its
+        // bounds and stride); the destination is `buf`, `rows * width` bytes long.
+        unsafe {
+            check(
+                sys::cuMemcpy2DAsync_v2(&copy, stream.raw()),
+                "reading a host image (cuMemcpy2DAsync)",
+            )?;
+            check(
+                sys::cuStreamSynchronize(stream.raw()),
+                "waiting for a host image (cuStreamSynchronize)",
+            )
+        }
+    })?;
+    Ok(buf)
+}
+
+/// Copies `bytes` (a `layout.packed(window)` buffer) into `window ∩ bounds` of the device image
+/// at `data`, on the host's stream. Without a host stream the copy is waited for.
+pub fn upload(
+    data: *mut u8,
+    layout: &Layout,
+    window: Rect,
+    bytes: &[u8],
+    stream: Stream,
+) -> Result<()> {
+    let host = layout.packed(window)?;
+    if bytes.len() < host.span() {
+        return Err(Error::Internal(format!(
+            "CUDA render: {} bytes for a window of {}",
+            bytes.len(),
+            host.span()
+        )));
+    }
+    let Some((first, s)) = span(data, layout, host.bounds) else {
+        return Ok(());
+    };
+    in_context(first, || {
+        let copy = sys::CUDA_MEMCPY2D {
+            srcXInBytes: 0,
+            srcY: 0,
+            srcMemoryType: sys::CUmemorytype::CU_MEMORYTYPE_HOST,
+            srcHost: bytes.as_ptr() as *const c_void,
+            srcDevice: 0,
+            srcArray: std::ptr::null_mut(),
+            srcPitch: s.width,
+            dstXInBytes: 0,
+            dstY: 0,
+            dstMemoryType: sys::CUmemorytype::CU_MEMORYTYPE_UNIFIED,
+            dstHost: std::ptr::null_mut(),
+            dstDevice: first,
+            dstArray: std::ptr::null_mut(),
+            dstPitch: s.pitch,
+            WidthInBytes: s.width,
+            Height: s.rows,
+        };
+        // SAFETY: the destination rows are the window's, inside the host's image; the source is
+        // `bytes`, at least `rows * width` long. From pageable memory the driver stages the bytes
+        // before it returns, so `bytes` may go as soon as this call is back.
+        unsafe {
+            check(
+                sys::cuMemcpy2DAsync_v2(&copy, stream.raw()),
+                "writing the output image (cuMemcpy2DAsync)",
+            )?;
+            if !stream.is_host_stream() {
+                check(
+                    sys::cuStreamSynchronize(stream.raw()),
+                    "finishing the output image (cuStreamSynchronize)",
+                )?;
+            }
+        }
+        Ok(())
+    })
+}
