@@ -49,6 +49,8 @@ enum Outcome {
 }
 
 fn render_frame(fx: &ImageEffect<'_>, call: &Call<'_>) -> Result<Outcome> {
+    #[cfg(feature = "cuda")]
+    let _context = crate::ofx::cuda::KeepContext::save();
     let args = in_args(call)?;
     let t = time(Some(&args))?;
     let frame = frame_of(t);

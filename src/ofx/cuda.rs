@@ -37,6 +37,33 @@ fn check(r: sys::CUresult, what: &str) -> Result<()> {
     }
 }
 
+/// The CUDA context current on the host's thread when a render began, made current again when
+/// it ends: the model's device work binds its own (primary) context to the thread, and a host
+/// with a context of its own must find it in place after the action.
+pub struct KeepContext(Option<sys::CUcontext>);
+
+impl KeepContext {
+    pub fn save() -> KeepContext {
+        let mut cur: sys::CUcontext = std::ptr::null_mut();
+        // SAFETY: out-pointer to a local. Where the driver fails, nothing is restored.
+        let ok = unsafe {
+            sys::cuInit(0) == sys::CUresult::CUDA_SUCCESS
+                && sys::cuCtxGetCurrent(&mut cur) == sys::CUresult::CUDA_SUCCESS
+        };
+        KeepContext(ok.then_some(cur))
+    }
+}
+
+impl Drop for KeepContext {
+    fn drop(&mut self) {
+        if let Some(ctx) = self.0 {
+            // SAFETY: the context was current on this thread when the action began; the host
+            // keeps it alive across its own action call.
+            unsafe { sys::cuCtxSetCurrent(ctx) };
+        }
+    }
+}
+
 /// Runs `f` with a current CUDA context: the host's where its thread has one, else the primary
 /// context of the device that holds `ptr` (made current for `f` and put back after).
 fn in_context<R>(ptr: sys::CUdeviceptr, f: impl FnOnce() -> Result<R>) -> Result<R> {

@@ -4,7 +4,7 @@
 //! nothing here knows about diffusion.
 mod clip;
 #[cfg(feature = "cuda")]
-mod cuda;
+pub mod cuda;
 mod effect;
 pub mod entry;
 mod host;
