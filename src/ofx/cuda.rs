@@ -107,8 +107,58 @@ fn span(data: *const u8, layout: &Layout, rect: Rect) -> Option<(sys::CUdevicept
     Some(((data as isize).wrapping_add(s.first) as sys::CUdeviceptr, s))
 }
 
-/// Copies `rect ∩ bounds` of the device image at `data` into host memory (layout `layout.packed(rect)`),
-/// waiting for the host's stream.
+/// One end of a row copy: the host image's rows (`pitch` apart, any memory: the driver tells
+/// by the address) or a packed host buffer.
+enum End {
+    Image(sys::CUdeviceptr),
+    Packed(*mut c_void),
+}
+
+/// A 2-D copy of `s.rows` rows of `s.width` bytes, queued on `stream`.
+///
+/// # Safety
+/// Both ends must hold the rows: the image end `s.pitch` apart, the packed end `s.width` apart.
+unsafe fn copy_rows(from: End, to: End, s: &RectSpan, stream: Stream, what: &str) -> Result<()> {
+    let mut c = sys::CUDA_MEMCPY2D {
+        srcXInBytes: 0,
+        srcY: 0,
+        srcMemoryType: sys::CUmemorytype::CU_MEMORYTYPE_HOST,
+        srcHost: std::ptr::null(),
+        srcDevice: 0,
+        srcArray: std::ptr::null_mut(),
+        srcPitch: s.width,
+        dstXInBytes: 0,
+        dstY: 0,
+        dstMemoryType: sys::CUmemorytype::CU_MEMORYTYPE_HOST,
+        dstHost: std::ptr::null_mut(),
+        dstDevice: 0,
+        dstArray: std::ptr::null_mut(),
+        dstPitch: s.width,
+        WidthInBytes: s.width,
+        Height: s.rows,
+    };
+    match from {
+        End::Image(d) => {
+            c.srcMemoryType = sys::CUmemorytype::CU_MEMORYTYPE_UNIFIED;
+            c.srcDevice = d;
+            c.srcPitch = s.pitch;
+        }
+        End::Packed(h) => c.srcHost = h,
+    }
+    match to {
+        End::Image(d) => {
+            c.dstMemoryType = sys::CUmemorytype::CU_MEMORYTYPE_UNIFIED;
+            c.dstDevice = d;
+            c.dstPitch = s.pitch;
+        }
+        End::Packed(h) => c.dstHost = h,
+    }
+    // SAFETY: the caller vouches for both ends.
+    check(unsafe { sys::cuMemcpy2DAsync_v2(&c, stream.raw()) }, what)
+}
+
+/// Copies `rect ∩ bounds` of the device image at `data` into host memory (layout
+/// `layout.packed(rect)`), waiting for the host's stream.
 pub fn download(data: *const u8, layout: &Layout, rect: Rect, stream: Stream) -> Result<Vec<u8>> {
     let host = layout.packed(rect)?;
     let mut buf = vec![0u8; host.span()];
@@ -116,29 +166,15 @@ pub fn download(data: *const u8, layout: &Layout, rect: Rect, stream: Stream) ->
         return Ok(buf);
     };
     in_context(first, || {
-        let copy = sys::CUDA_MEMCPY2D {
-            srcXInBytes: 0,
-            srcY: 0,
-            srcMemoryType: sys::CUmemorytype::CU_MEMORYTYPE_UNIFIED,
-            srcHost: std::ptr::null(),
-            srcDevice: first,
-            srcArray: std::ptr::null_mut(),
-            srcPitch: s.pitch,
-            dstXInBytes: 0,
-            dstY: 0,
-            dstMemoryType: sys::CUmemorytype::CU_MEMORYTYPE_HOST,
-            dstHost: buf.as_mut_ptr() as *mut c_void,
-            dstDevice: 0,
-            dstArray: std::ptr::null_mut(),
-            dstPitch: s.width,
-            WidthInBytes: s.width,
-            Height: s.rows,
-        };
-        // SAFETY: the source rows lie inside the host's image (`span` checked them against its
-        // bounds and stride); the destination is `buf`, `rows * width` bytes long.
+        let to = End::Packed(buf.as_mut_ptr() as *mut c_void);
+        // SAFETY: the source rows lie inside the host's image (`rect_span` checked them against
+        // its bounds and stride); the destination is `buf`, `rows * width` bytes long.
         unsafe {
-            check(
-                sys::cuMemcpy2DAsync_v2(&copy, stream.raw()),
+            copy_rows(
+                End::Image(first),
+                to,
+                &s,
+                stream,
                 "reading a host image (cuMemcpy2DAsync)",
             )?;
             check(
@@ -171,30 +207,16 @@ pub fn upload(
         return Ok(());
     };
     in_context(first, || {
-        let copy = sys::CUDA_MEMCPY2D {
-            srcXInBytes: 0,
-            srcY: 0,
-            srcMemoryType: sys::CUmemorytype::CU_MEMORYTYPE_HOST,
-            srcHost: bytes.as_ptr() as *const c_void,
-            srcDevice: 0,
-            srcArray: std::ptr::null_mut(),
-            srcPitch: s.width,
-            dstXInBytes: 0,
-            dstY: 0,
-            dstMemoryType: sys::CUmemorytype::CU_MEMORYTYPE_UNIFIED,
-            dstHost: std::ptr::null_mut(),
-            dstDevice: first,
-            dstArray: std::ptr::null_mut(),
-            dstPitch: s.pitch,
-            WidthInBytes: s.width,
-            Height: s.rows,
-        };
+        let from = End::Packed(bytes.as_ptr() as *mut c_void);
         // SAFETY: the destination rows are the window's, inside the host's image; the source is
-        // `bytes`, at least `rows * width` long. From pageable memory the driver stages the bytes
-        // before it returns, so `bytes` may go as soon as this call is back.
+        // `bytes`, at least `rows * width` long and only read. From pageable memory the driver
+        // stages the bytes before it returns, so `bytes` may go as soon as this call is back.
         unsafe {
-            check(
-                sys::cuMemcpy2DAsync_v2(&copy, stream.raw()),
+            copy_rows(
+                from,
+                End::Image(first),
+                &s,
+                stream,
                 "writing the output image (cuMemcpy2DAsync)",
             )?;
             if !stream.is_host_stream() {
