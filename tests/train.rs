@@ -567,20 +567,39 @@ fn train_cli_writes_model_checkpoint_and_loss_curve() {
     // Warm-up raises the rate at every step until the cool-down (steps 3 and 4) turns it down.
     assert!(lr[0] < lr[1] && lr[1] < lr[2] && lr[2] < lr[3], "{lr:?}");
     assert!(lr[4] < lr[3], "{lr:?}");
-    // Fine-tune from the model just written.
-    let o = vdiff_bin()
-        .args([
-            "train", "--steps", "1", "--frames", "3", "--crop", "16", "--batch", "1", "--data",
-        ])
-        .arg(&data)
-        .arg("--init")
-        .arg(&out)
-        .arg("--out")
-        .arg(dir.join("ft.safetensors"))
-        .output()
-        .unwrap();
+    // Fine-tune from the model just written, on clipped noise as the README shows; a share
+    // outside 0..1 is refused before anything is written.
+    let fine_tune = |clip: &str, name: &str| {
+        vdiff_bin()
+            .args([
+                "train",
+                "--steps",
+                "1",
+                "--frames",
+                "3",
+                "--crop",
+                "16",
+                "--batch",
+                "1",
+                "--clip-noise",
+                clip,
+                "--data",
+            ])
+            .arg(&data)
+            .arg("--init")
+            .arg(&out)
+            .arg("--out")
+            .arg(dir.join(name))
+            .output()
+            .unwrap()
+    };
+    let o = fine_tune("0.5", "ft.safetensors");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(dir.join("ft.safetensors").is_file());
+    let o = fine_tune("1.5", "bad.safetensors");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("clip-noise"), "{err}");
+    assert!(!dir.join("bad.safetensors").exists());
 }
 
 #[test]
