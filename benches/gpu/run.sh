@@ -10,10 +10,11 @@
 #   strip -o vdiff-cuda target/release/vdiff && gzip -k vdiff-cuda
 #   (there) [TRAIN_DATA=dir TRAIN_SECONDS=300 TRAIN_DEADLINE=540] benches/gpu/run.sh vdiff-cuda [OUT]
 # With OFX_TEST (the integration test binary of that build: `cargo test --release --features cuda
-# --no-run` names it) and VDIFF_PLUGIN (its plugin, target/release/libvdiff.so), the in-repo host
-# also renders through OFX CUDA render (device images on the host's stream) and compares the
-# bytes with a host-memory render. Each binary is about 27 MB gzipped: send them in two runs if
-# all three do not fit.
+# --no-run` names it) and VDIFF_PLUGIN (its plugin, built by `cargo build --release --features
+# cuda --lib`: target/release/libvdiff.so), the in-repo host also renders through OFX CUDA render
+# (device images on the host's stream) and compares the bytes with a host-memory render. Stripped
+# and gzipped, the test binary is about 15 MB and vdiff about 27 MB: strip the plugin too, and send
+# it in a second run if the three do not fit.
 # The CUDA libraries come from CUDA_LIBS (folders, colon-separated) or from the PyPI nvidia-*
 # packages of python3 (nvidia-cublas, nvidia-curand, nvidia-cuda-nvrtc, nvidia-cuda-runtime).
 # Every stage has its own time limit and a failing stage does not stop the next.
