@@ -19,7 +19,7 @@
 # packages of python3 (nvidia-cublas, nvidia-curand, nvidia-cuda-nvrtc, nvidia-cuda-runtime).
 # Every stage has its own time limit and a failing stage does not stop the next.
 set -uo pipefail
-[ $# -ge 1 ] || { sed -n '2,19p' "$0"; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,20p' "$0"; exit 2; }
 bin=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 out=${2:-gpu-results}
 mkdir -p "$out"; out=$(cd "$out" && pwd)
