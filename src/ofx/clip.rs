@@ -32,14 +32,13 @@ impl Memory {
     /// images to a build without CUDA render (which never said it supports it) gets an error:
     /// its pointers must not be read on the CPU.
     pub fn of_render(args: &PropSet<'_>) -> Result<Memory> {
-        use openfx::sys::image_effect_v1::gpu_render::{
-            kOfxImageEffectPropCudaEnabled, kOfxImageEffectPropCudaStream,
-        };
+        use openfx::sys::image_effect_v1::gpu_render::kOfxImageEffectPropCudaEnabled;
         if args.int(kOfxImageEffectPropCudaEnabled, 0).unwrap_or(0) == 0 {
             return Ok(Memory::Host);
         }
         #[cfg(feature = "cuda")]
         {
+            use openfx::sys::image_effect_v1::gpu_render::kOfxImageEffectPropCudaStream;
             let stream = args
                 .pointer(kOfxImageEffectPropCudaStream, 0)
                 .unwrap_or(std::ptr::null_mut());
@@ -47,7 +46,6 @@ impl Memory {
         }
         #[cfg(not(feature = "cuda"))]
         {
-            let _ = kOfxImageEffectPropCudaStream;
             Err(Error::Host(
                 "the host passed CUDA images, but this build of the plugin renders from host \
                  memory only (it does not declare CUDA render support)"
@@ -263,8 +261,7 @@ impl Image<'_> {
             Memory::Host => self.pixels().map(Readable::Borrowed),
             #[cfg(feature = "cuda")]
             Memory::Cuda(stream) => {
-                let bytes = super::cuda::download(self.data, &self.layout, rect, stream)?;
-                let layout = self.layout.packed(rect)?;
+                let (bytes, layout) = super::cuda::download(self.data, &self.layout, rect, stream)?;
                 Ok(Readable::Copied(bytes, layout))
             }
         }
@@ -283,7 +280,7 @@ impl Image<'_> {
                 let layout = self.layout.packed(window)?;
                 let mut buf = vec![0u8; layout.span()];
                 f(&mut PixelsMut::from_buffer(&mut buf, layout, window)?);
-                super::cuda::upload(self.data, &self.layout, window, &buf, stream)
+                super::cuda::upload(self.data, &self.layout, &layout, &buf, stream)
             }
         }
     }

@@ -157,13 +157,18 @@ unsafe fn copy_rows(from: End, to: End, s: &RectSpan, stream: Stream, what: &str
     check(unsafe { sys::cuMemcpy2DAsync_v2(&c, stream.raw()) }, what)
 }
 
-/// Copies `rect ∩ bounds` of the device image at `data` into host memory (layout
-/// `layout.packed(rect)`), waiting for the host's stream.
-pub fn download(data: *const u8, layout: &Layout, rect: Rect, stream: Stream) -> Result<Vec<u8>> {
+/// Copies `rect ∩ bounds` of the device image at `data` into host memory, waiting for the
+/// host's stream: the bytes and their layout (`layout.packed(rect)`).
+pub fn download(
+    data: *const u8,
+    layout: &Layout,
+    rect: Rect,
+    stream: Stream,
+) -> Result<(Vec<u8>, Layout)> {
     let host = layout.packed(rect)?;
     let mut buf = vec![0u8; host.span()];
     let Some((first, s)) = span(data, layout, host.bounds) else {
-        return Ok(buf);
+        return Ok((buf, host));
     };
     in_context(first, || {
         let to = End::Packed(buf.as_mut_ptr() as *mut c_void);
@@ -183,19 +188,18 @@ pub fn download(data: *const u8, layout: &Layout, rect: Rect, stream: Stream) ->
             )
         }
     })?;
-    Ok(buf)
+    Ok((buf, host))
 }
 
-/// Copies `bytes` (a `layout.packed(window)` buffer) into `window ∩ bounds` of the device image
-/// at `data`, on the host's stream. Without a host stream the copy is waited for.
+/// Copies `bytes`, laid out as `host` (a `layout.packed(window)`), into its bounds in the device
+/// image at `data`, on the host's stream. Without a host stream the copy is waited for.
 pub fn upload(
     data: *mut u8,
     layout: &Layout,
-    window: Rect,
+    host: &Layout,
     bytes: &[u8],
     stream: Stream,
 ) -> Result<()> {
-    let host = layout.packed(window)?;
     if bytes.len() < host.span() {
         return Err(Error::Internal(format!(
             "CUDA render: {} bytes for a window of {}",

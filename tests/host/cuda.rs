@@ -104,7 +104,6 @@ impl Drop for Gpu {
 /// A device copy of a surface's whole buffer, freed on drop.
 pub struct DeviceSurface {
     dptr: sys::CUdeviceptr,
-    bytes: usize,
     pub surface: Arc<Surface>,
 }
 
@@ -129,7 +128,6 @@ impl DeviceSurface {
         }
         Arc::new(DeviceSurface {
             dptr,
-            bytes,
             surface: surface.clone(),
         })
     }
@@ -144,7 +142,6 @@ impl DeviceSurface {
     pub fn download(&self) {
         bind();
         let (base, bytes) = self.surface.buffer();
-        assert_eq!(bytes, self.bytes);
         // SAFETY: synchronous copy into the surface's own `bytes` bytes; no plugin thread
         // writes the surface while the host reads the render back.
         ok(

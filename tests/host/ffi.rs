@@ -143,8 +143,6 @@ pub struct RenderCtx {
     pub roi: Option<[f64; 4]>,
     /// Frame ranges the plugin declared in GetFramesNeeded for Source, if asked.
     pub frames_needed: Option<Vec<f64>>,
-    /// The Render action was told kOfxImageEffectPropCudaEnabled = 1.
-    pub cuda: bool,
     /// In a CUDA render on a GPU: the device copy of the output surface.
     #[cfg(feature = "cuda")]
     pub device_output: Option<Arc<super::cuda::DeviceSurface>>,

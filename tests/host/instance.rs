@@ -146,7 +146,6 @@ impl<'h> Instance<'h> {
             output: None,
             roi: None,
             frames_needed: None,
-            cuda: false,
             #[cfg(feature = "cuda")]
             device_output: None,
         }
@@ -512,8 +511,7 @@ impl<'h> Instance<'h> {
         inp.set_int(kOfxImageEffectPropRenderQualityDraft, &[0]);
         inp.set_int(kOfxImageEffectPropOpenGLEnabled, &[0]);
         let cuda = self.cuda_render();
-        let cuda_enabled = cuda.is_some();
-        inp.set_int(kOfxImageEffectPropCudaEnabled, &[i32::from(cuda_enabled)]);
+        inp.set_int(kOfxImageEffectPropCudaEnabled, &[i32::from(cuda.is_some())]);
         #[cfg(feature = "cuda")]
         let device_output = cuda.flatten().map(|gpu| {
             inp.set_ptr(kOfxImageEffectPropCudaStream, &[gpu.stream_ptr()]);
@@ -526,7 +524,6 @@ impl<'h> Instance<'h> {
             output: Some(output.clone()),
             roi,
             frames_needed,
-            cuda: cuda_enabled,
             #[cfg(feature = "cuda")]
             device_output: device_output.as_ref().map(|(_, d)| d.clone()),
         };
