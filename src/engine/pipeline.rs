@@ -403,8 +403,11 @@ fn chunk_key(
     hashes: &[blake3::Hash],
 ) -> ChunkKey {
     let mut h = blake3::Hasher::new();
-    h.update(b"vdiff-chunk-v3");
+    h.update(b"vdiff-chunk-v4");
     h.update(s.model.id().as_bytes());
+    // The same weights on another device or in another precision give other pixels: one cache
+    // entry per (device, dtype), never one served for the other.
+    h.update(format!("{:?} {:?}", s.model.device().location(), s.model.dtype()).as_bytes());
     h.update(s.sampler.to_string().as_bytes());
     for v in [
         s.steps as i64,

@@ -333,6 +333,31 @@ fn cache_budget_purge_and_stale_sources() {
 }
 
 #[test]
+fn the_same_weights_in_another_precision_get_chunks_of_their_own() {
+    let clip = Clip::noisy();
+    let cache = ChunkCache::new(1 << 30);
+    let half = crate::model::test_support::try_tiny_model_as(7, candle_core::DType::F16)
+        .expect("f16 model");
+    assert_eq!(half.id(), tiny_model().id());
+    let with = |model: &Arc<crate::model::Model>, cache: &ChunkCache| {
+        let mut req = request(3, BOUNDS);
+        req.settings.model = model.clone();
+        render_with(cache, &req, &clip, &NoControl).expect("render")
+    };
+    let f32_first = render_on(&cache, &clip, 3, BOUNDS);
+    let computed = cache.stats().computed;
+    // The f16 model computes its own chunks, and gives what it gives in a cache of its own.
+    let f16 = with(&half, &cache);
+    assert!(cache.stats().computed > computed, "{:?}", cache.stats());
+    assert_eq!(bits(&f16), bits(&with(&half, &ChunkCache::new(1 << 30))));
+    assert_ne!(bits(&f16), bits(&f32_first));
+    // And the f32 chunks are still there, unchanged.
+    let computed = cache.stats().computed;
+    assert_eq!(bits(&render_on(&cache, &clip, 3, BOUNDS)), bits(&f32_first));
+    assert_eq!(cache.stats().computed, computed);
+}
+
+#[test]
 fn abort_stops_and_caches_nothing() {
     struct Abort;
     impl Control for Abort {

@@ -46,12 +46,17 @@ pub mod test_support {
     /// An untrained `UNetConfig::tiny()` model (deterministic in `seed`), on the CPU in f32,
     /// loaded the way a weights file is (so it runs the fused inference path).
     pub fn try_tiny_model(seed: u64) -> Result<Arc<Model>> {
+        try_tiny_model_as(seed, DType::F32)
+    }
+
+    /// [`try_tiny_model`] with its weights loaded in `dtype` (the same id in every dtype).
+    pub fn try_tiny_model_as(seed: u64, dtype: DType) -> Result<Arc<Model>> {
         let cfg = UNetConfig::tiny();
         let (varmap, _) = init_varmap(&cfg, seed, &Device::Cpu)?;
         Ok(Arc::new(load_bytes(
             &to_bytes(&varmap, &cfg)?,
             &Device::Cpu,
-            DType::F32,
+            dtype,
         )?))
     }
 
