@@ -188,6 +188,10 @@ for s in $SIGMAS; do
                     subset "$out" "$out.first$n" "$n" 0
                     record "$s" "vdiff (first $n frames)" "$c" "$work/$set/s$s/first$n/$c" "$out.first$n" 0
                 done
+                # And on the frames ffmpeg's bm3d runs on (BM3D_FRAMES from BM3D_START).
+                subset "$clean" "$work/$set/s$s/bm3d-clean/$c"
+                subset "$out" "$out.bm3d"
+                record "$s" "vdiff ($BM3D_FRAMES frames)" "$c" "$work/$set/s$s/bm3d-clean/$c" "$out.bm3d" 0
             fi
         done
     done

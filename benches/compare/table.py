@@ -35,7 +35,8 @@ def main():
     out.append("PSNR in dB and SSIM (11x11 Gaussian window, per RGB channel) against the clean frames;")
     out.append("flicker = mean |temporal difference error| on the 0-255 scale (lower is steadier).")
     out.append("Means are over the clips of a set (24 frames each unless the method says otherwise);")
-    out.append("`vdiff (first N frames)` is the same VDiff render scored on the frames a slow anchor ran on.")
+    out.append("`vdiff (first N frames)` is the same VDiff render scored on the frames a slow anchor ran on;")
+    out.append("`vdiff (N frames)` on the frames ffmpeg's bm3d ran on (`bm3d (N frames)`, from frame 10).")
     sets = [s for s in SETS if any(r["set"] == s for r in rows)]
     sets += sorted({r["set"] for r in rows} - set(sets))
     for vset in sets:
@@ -84,9 +85,10 @@ def is_anchor(method):
 
 
 def frames_of(method):
-    """The frame subset a row was scored on: '(first N frames)' -> N, else None (all)."""
-    if "(first " in method:
-        return int(method.split("(first ")[1].split()[0])
+    """The frame subset a row was scored on: the text in its brackets ('first 4 frames' for the
+    official anchors, '4 frames' for ffmpeg's bm3d, which starts at BM3D_START), else None (all)."""
+    if method.endswith(" frames)") and " (" in method:
+        return method.rsplit(" (", 1)[1][:-1]
     return None
 
 
@@ -101,12 +103,13 @@ def target(groups):
             if s != sigma or not is_anchor(m):
                 continue
             n = frames_of(m)
-            vkey = (sigma, "vdiff" if n is None else f"vdiff (first {n} frames)")
+            # VDiff's render scored on the same subset; none scored there: no margin.
+            vkey = (sigma, "vdiff" if n is None else f"vdiff ({n})")
             if vkey not in groups or len(groups[vkey]) != len(groups[(s, m)]):
                 continue
             a, v = groups[(s, m)], groups[vkey]
             margin = mean(v, "psnr") - mean(a, "psnr")
-            out.append(f"| {sigma:g} | {m} | {'all' if n is None else f'first {n}'} | "
+            out.append(f"| {sigma:g} | {m} | {'all' if n is None else n.removesuffix(' frames')} | "
                        f"{mean(a, 'psnr'):.2f} / {mean(a, 'flicker'):.2f} | "
                        f"{mean(v, 'psnr'):.2f} / {mean(v, 'flicker'):.2f} | {margin:+.2f} |")
     return out
