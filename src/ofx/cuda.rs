@@ -114,45 +114,47 @@ enum End {
     Packed(*mut c_void),
 }
 
+impl End {
+    /// This end as `CUDA_MEMCPY2D` describes it: memory type, host pointer, device address and
+    /// pitch, for rows laid out as `s`.
+    fn parts(&self, s: &RectSpan) -> (sys::CUmemorytype, *mut c_void, sys::CUdeviceptr, usize) {
+        match *self {
+            End::Image(d) => (
+                sys::CUmemorytype::CU_MEMORYTYPE_UNIFIED,
+                std::ptr::null_mut(),
+                d,
+                s.pitch,
+            ),
+            End::Packed(h) => (sys::CUmemorytype::CU_MEMORYTYPE_HOST, h, 0, s.width),
+        }
+    }
+}
+
 /// A 2-D copy of `s.rows` rows of `s.width` bytes, queued on `stream`.
 ///
 /// # Safety
 /// Both ends must hold the rows: the image end `s.pitch` apart, the packed end `s.width` apart.
 unsafe fn copy_rows(from: End, to: End, s: &RectSpan, stream: Stream, what: &str) -> Result<()> {
-    let mut c = sys::CUDA_MEMCPY2D {
+    let (src_type, src_host, src_device, src_pitch) = from.parts(s);
+    let (dst_type, dst_host, dst_device, dst_pitch) = to.parts(s);
+    let c = sys::CUDA_MEMCPY2D {
         srcXInBytes: 0,
         srcY: 0,
-        srcMemoryType: sys::CUmemorytype::CU_MEMORYTYPE_HOST,
-        srcHost: std::ptr::null(),
-        srcDevice: 0,
+        srcMemoryType: src_type,
+        srcHost: src_host,
+        srcDevice: src_device,
         srcArray: std::ptr::null_mut(),
-        srcPitch: s.width,
+        srcPitch: src_pitch,
         dstXInBytes: 0,
         dstY: 0,
-        dstMemoryType: sys::CUmemorytype::CU_MEMORYTYPE_HOST,
-        dstHost: std::ptr::null_mut(),
-        dstDevice: 0,
+        dstMemoryType: dst_type,
+        dstHost: dst_host,
+        dstDevice: dst_device,
         dstArray: std::ptr::null_mut(),
-        dstPitch: s.width,
+        dstPitch: dst_pitch,
         WidthInBytes: s.width,
         Height: s.rows,
     };
-    match from {
-        End::Image(d) => {
-            c.srcMemoryType = sys::CUmemorytype::CU_MEMORYTYPE_UNIFIED;
-            c.srcDevice = d;
-            c.srcPitch = s.pitch;
-        }
-        End::Packed(h) => c.srcHost = h,
-    }
-    match to {
-        End::Image(d) => {
-            c.dstMemoryType = sys::CUmemorytype::CU_MEMORYTYPE_UNIFIED;
-            c.dstDevice = d;
-            c.dstPitch = s.pitch;
-        }
-        End::Packed(h) => c.dstHost = h,
-    }
     // SAFETY: the caller vouches for both ends.
     check(unsafe { sys::cuMemcpy2DAsync_v2(&c, stream.raw()) }, what)
 }
