@@ -52,11 +52,7 @@ impl NoiseClipping {
                     below += usize::from(v < -RANGE_SLACK);
                     above += usize::from(v > 1.0 + RANGE_SLACK);
                 }
-                let few = (total as f64 * STRAY_FRACTION) as usize;
-                Clipping {
-                    low: below <= few,
-                    high: above <= few,
-                }
+                Clipping::from_counts(total, below, above)
             }
         }
     }
@@ -89,7 +85,7 @@ impl FromStr for NoiseClipping {
 }
 
 /// Values this far outside 0..1 still count as inside: float pipelines leave rounding residue.
-const RANGE_SLACK: f32 = 1.0 / 1024.0;
+pub(super) const RANGE_SLACK: f32 = 1.0 / 1024.0;
 /// Share of values beyond an end that still counts as clipped there: a few stray values (a
 /// colour transform's overshoot on an edge) must not switch the correction off for a whole tile,
 /// and so make it differ from its neighbours'. Unclipped noise puts far more beyond the end:
@@ -102,6 +98,18 @@ const STRAY_FRACTION: f64 = 1e-4;
 pub struct Clipping {
     pub low: bool,
     pub high: bool,
+}
+
+impl Clipping {
+    /// Noise Clipping Auto's decision from counts: of `total` source values, `below` lie under
+    /// 0 and `above` over 1 (each by more than the slack).
+    pub(super) fn from_counts(total: usize, below: usize, above: usize) -> Clipping {
+        let few = (total as f64 * STRAY_FRACTION) as usize;
+        Clipping {
+            low: below <= few,
+            high: above <= few,
+        }
+    }
 }
 
 /// Standard normal density.
@@ -139,14 +147,14 @@ pub fn clipped_mean(mu: f64, sigma: f64, clip: Clipping) -> f64 {
 /// shift past an end that does not clip. Tabulated on a uniform grid of means, so a lookup is
 /// one linear interpolation (it runs on every value of every denoised frame).
 pub struct Inverse {
-    clip: Clipping,
+    pub(super) clip: Clipping,
     /// Means of true values 0 and 1: the table spans them.
-    first: f32,
-    last: f32,
+    pub(super) first: f32,
+    pub(super) last: f32,
     /// Table cells per unit of mean.
-    scale: f32,
+    pub(super) scale: f32,
     /// True value at mean `first + i / scale`.
-    table: Vec<f32>,
+    pub(super) table: Vec<f32>,
 }
 
 /// Samples of the forward mean, and of the inverse table.

@@ -7,6 +7,7 @@ mod image;
 mod motion;
 mod pipeline;
 mod plan;
+mod resident;
 mod smooth;
 mod tiles;
 mod wiener;

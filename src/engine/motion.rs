@@ -20,22 +20,22 @@
 //! any render order, on any thread.
 
 /// Side of the blocks that carry one vector, at every level.
-const BLOCK: usize = 8;
+pub(super) const BLOCK: usize = 8;
 /// Exhaustive search range at the coarsest level (pixels of that level).
-const COARSE_RANGE: i32 = 4;
+pub(super) const COARSE_RANGE: i32 = 4;
 /// The coarsest level is the first whose smaller side would drop below this.
-const MIN_LEVEL_SIDE: usize = 32;
+pub(super) const MIN_LEVEL_SIDE: usize = 32;
 /// Most pyramid levels below full resolution (range at full size: about 4 * 2^3 + 8 pixels).
-const MAX_LEVELS: usize = 3;
+pub(super) const MAX_LEVELS: usize = 3;
 /// Most +-1 refinement rounds per block and level.
-const REFINE_STEPS: usize = 3;
+pub(super) const REFINE_STEPS: usize = 3;
 /// Charge per pixel of motion (L1) and block pixel, as a fraction of the squared noise level the
 /// frames were denoised from: a denoised frame's residual grows with that level, and so do the
 /// chance matches it allows in flat areas. Chosen on the public validation clips (0.01, 0.03,
 /// 0.1, 0.3 tried; 0.03 gained the most there at sigma 10, 25 and 50 with less flicker).
-const MOTION_CHARGE: f32 = 0.03;
+pub(super) const MOTION_CHARGE: f32 = 0.03;
 /// The charge's floor (squared luma per block pixel), for the lowest levels.
-const MIN_MOTION_CHARGE: f32 = 2e-5;
+pub(super) const MIN_MOTION_CHARGE: f32 = 2e-5;
 
 /// One level of a pair of luma pyramids: frame t (`a`) and the neighbour (`b`).
 struct Level<'p> {

@@ -24,7 +24,7 @@
 use super::wiener::dct_wiener;
 
 /// Half size of the patch the distance is averaged over (5x5).
-const PATCH_RADIUS: usize = 2;
+pub(super) const PATCH_RADIUS: usize = 2;
 
 /// Frame `centre` (planar [3, h, w]) smoothed over `others` (the same layout) with gate `gate`.
 /// A gate of 0, or no neighbours, returns the centre unchanged; a neighbour of the wrong size
@@ -65,7 +65,7 @@ pub struct Restore<'a> {
 
 /// Block stride of the Wiener filter (8x8 blocks every 4 pixels). Chosen on the public validation
 /// clips at sigma 25: stride 3 / 4 / 6 gave 37.70 / 37.65 / 37.47 dB; 3 costs 1.8 times as much.
-const WIENER_STRIDE: usize = 4;
+pub(super) const WIENER_STRIDE: usize = 4;
 
 /// [`smooth`], then detail given back from the noisy sources `src`. Their average with the
 /// smoothing's weights holds what the denoiser removed, the detail it took for noise and the

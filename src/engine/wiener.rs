@@ -8,19 +8,19 @@
 //! weakened keeps its frequencies, while the flat frequencies around it stay quiet.
 
 /// Block side.
-const N: usize = 8;
+pub(super) const N: usize = 8;
 /// Kaiser window shape (BM3D's value for 8x8 blocks).
 const KAISER_BETA: f64 = 2.0;
 
 /// The orthonormal 8-point DCT-II matrix (rows are frequencies) and the Kaiser window.
-struct Basis {
-    dct: [[f32; N]; N],
+pub(super) struct Basis {
+    pub(super) dct: [[f32; N]; N],
     dct_t: [[f32; N]; N],
-    window: [[f32; N]; N],
+    pub(super) window: [[f32; N]; N],
 }
 
 impl Basis {
-    fn new() -> Basis {
+    pub(super) fn new() -> Basis {
         let mut dct = [[0f32; N]; N];
         for (k, row) in dct.iter_mut().enumerate() {
             let c = if k == 0 {
@@ -94,7 +94,7 @@ impl Basis {
 }
 
 /// Block origins along a side of `len` pixels at `stride`, the last flush with the end.
-fn origins(len: usize, stride: usize) -> Vec<usize> {
+pub(super) fn origins(len: usize, stride: usize) -> Vec<usize> {
     let mut o: Vec<usize> = (0..=len - N).step_by(stride).collect();
     if *o.last().unwrap() != len - N {
         o.push(len - N);
