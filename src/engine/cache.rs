@@ -20,13 +20,28 @@ pub struct ChunkData {
     /// First frame held; frame `first + k` is `planes[k]`.
     pub first: i64,
     pub rect: Rect,
-    /// Planar [3, h, w] per frame.
+    /// Planar [3, h, w] per frame, in host memory.
     pub planes: Vec<Vec<f32>>,
+    /// Or, for a render that keeps its frames on the model's device, the frames there as one
+    /// [k, 3, h, w] f32 tensor (`planes` then empty). It counts against the same budget.
+    pub on_device: Option<candle_core::Tensor>,
 }
 
 impl ChunkData {
     pub fn bytes(&self) -> usize {
-        self.planes.iter().map(|p| p.len() * 4).sum::<usize>() + std::mem::size_of::<Self>()
+        let device = self.on_device.as_ref().map_or(0, |t| t.elem_count() * 4);
+        self.planes.iter().map(|p| p.len() * 4).sum::<usize>()
+            + device
+            + std::mem::size_of::<Self>()
+    }
+
+    /// Frame `t` as a [3, h, w] tensor, for a chunk computed on the device.
+    pub fn frame_on_device(&self, t: i64) -> Option<candle_core::Tensor> {
+        let k = usize::try_from(t - self.first).ok()?;
+        let frames = self.on_device.as_ref()?;
+        (k < frames.dim(0).ok()?)
+            .then(|| frames.get(k).ok())
+            .flatten()
     }
     pub fn plane(&self, t: i64) -> Option<&[f32]> {
         usize::try_from(t - self.first)
@@ -267,6 +282,7 @@ mod tests {
 
     fn data(n: usize) -> ChunkData {
         ChunkData {
+            on_device: None,
             first: 0,
             rect: Rect::new(0, 0, 1, 1),
             planes: vec![vec![1.0; n]],

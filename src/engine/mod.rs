@@ -21,9 +21,9 @@ pub use declip::NoiseClipping;
 pub use estimate::estimate_noise;
 pub use image::{sanitize, RgbImage};
 pub use pipeline::{
-    frames_needed, is_identity, purge_caches, region_needed, render, render_with, Control,
-    FrameParams, Frames, NoControl, Request, Settings, MAX_NOISE_LEVEL, MAX_RADIUS, MAX_SMOOTHING,
-    MAX_STEPS,
+    frames_needed, is_identity, keeps_frames_on, purge_caches, region_needed, render,
+    render_resident, render_with, Control, FrameParams, Frames, NoControl, Request, Settings,
+    MAX_NOISE_LEVEL, MAX_RADIUS, MAX_SMOOTHING, MAX_STEPS,
 };
 pub use plan::Shot;
 pub use tiles::TileGrid;

@@ -4,15 +4,16 @@
 //! bias, then blend the tiles in space and the source back in by Mix.
 use std::sync::Arc;
 
-use candle_core::Tensor;
+use candle_core::{DType, Device, Tensor};
 use once_cell::sync::Lazy;
 use parking_lot::{Condvar, Mutex};
 
 use super::cache::{self, ChunkCache, ChunkData, ChunkKey};
 use super::declip::{declip, NoiseClipping};
-use super::image::{sanitize, RgbImage};
+use super::image::{sanitize, RgbImage, SANE_LIMIT};
 use super::motion::align_all;
 use super::plan::{self, Chunk, Shot};
+use super::resident;
 use super::smooth::{smooth, smooth_restore, Restore};
 use super::tiles::TileGrid;
 use crate::geometry::Rect;
@@ -112,6 +113,15 @@ pub trait Frames {
     /// Source pixels of frame t over `rect` (raw values; the engine sanitises NaN/Inf).
     fn fetch(&self, t: i64, rect: Rect) -> Result<RgbImage>;
     fn params(&self, t: i64) -> FrameParams;
+
+    /// The same pixels as an interleaved [h, w, 3] f32 tensor on `device`, for
+    /// [`render_resident`]. By default read with `fetch` and copied there; a host whose images
+    /// already are in that device's memory hands them over without a trip through host memory.
+    fn fetch_on(&self, t: i64, rect: Rect, device: &Device) -> Result<Tensor> {
+        let img = fetch_checked(self, t, rect)?;
+        let (w, h) = (rect.width() as usize, rect.height() as usize);
+        Ok(Tensor::from_vec(img.data, (h, w, 3), device)?)
+    }
 }
 
 /// Progress report and abort test, called between sampler steps, on the caller's thread.
@@ -188,7 +198,33 @@ pub const MAX_STEPS: u32 = params::int_range(&params::STEPS).1 as u32;
 pub const MAX_RADIUS: u32 = params::int_range(&params::TEMPORAL_RADIUS).1 as u32;
 
 fn fetch_sane(frames: &dyn Frames, t: i64, rect: Rect) -> Result<RgbImage> {
-    let mut img = frames.fetch(t, rect)?;
+    let mut img = fetch_checked(frames, t, rect)?;
+    img.data.iter_mut().for_each(|v| *v = sanitize(*v));
+    Ok(img)
+}
+
+/// `fetch_on`, checked for its shape and sanitised on the device as [`sanitize`] does.
+fn fetch_sane_on(frames: &dyn Frames, t: i64, rect: Rect, device: &Device) -> Result<Tensor> {
+    let img = frames.fetch_on(t, rect, device)?;
+    let want = (rect.height() as usize, rect.width() as usize, 3);
+    if img.dims() != [want.0, want.1, want.2] || img.dtype() != DType::F32 {
+        return Err(Error::image(
+            format!("frame {t}"),
+            format!(
+                "source gave a {:?} {:?} tensor where {want:?} f32 was asked",
+                img.dims(),
+                img.dtype()
+            ),
+        ));
+    }
+    let zero = img.zeros_like()?;
+    let sane = img.eq(&img)?.where_cond(&img, &zero)?;
+    Ok(sane.clamp(-SANE_LIMIT, SANE_LIMIT)?)
+}
+
+/// `fetch`, checked for its shape.
+fn fetch_checked<F: Frames + ?Sized>(frames: &F, t: i64, rect: Rect) -> Result<RgbImage> {
+    let img = frames.fetch(t, rect)?;
     if img.rect != rect || img.data.len() != rect.area() * 3 {
         return Err(Error::image(
             format!("frame {t}"),
@@ -199,52 +235,162 @@ fn fetch_sane(frames: &dyn Frames, t: i64, rect: Rect) -> Result<RgbImage> {
             ),
         ));
     }
-    img.data.iter_mut().for_each(|v| *v = sanitize(*v));
     Ok(img)
 }
 
-/// Renders with an explicit cache (tests and benchmarks use their own).
+/// What one render of frame t computes.
+struct Plan {
+    /// The window, clipped to the bounds.
+    window: Rect,
+    p_t: FrameParams,
+    /// Frame t's footage noise and the level it is denoised from.
+    footage_t: f32,
+    start_t: f32,
+    smoothing: bool,
+    grid: TileGrid,
+    tiles: Vec<Rect>,
+    /// The union of the tiles: the region read from every frame.
+    region: Rect,
+    /// Frames t is smoothed over (inclusive).
+    wa: i64,
+    wb: i64,
+    chunks: Vec<Chunk>,
+    /// Frames read (inclusive): the chunks' and the window's.
+    f0: i64,
+    f1: i64,
+}
+
+enum Planned {
+    /// Nothing of the window lies inside the bounds.
+    Empty,
+    /// The parameters make frame t a pass-through of this part of the source.
+    Identity(Rect),
+    Render(Plan),
+}
+
+impl Plan {
+    /// Tiles of the window, the frames t is smoothed over, the chunks holding them (only t's
+    /// own without smoothing), and the frames and region those read. Reserves the cache.
+    fn make(cache: &ChunkCache, req: &Request, frames: &dyn Frames) -> Result<Planned> {
+        let s = &req.settings;
+        validate(s)?;
+        let (t, bounds) = (req.t, req.bounds);
+        let window = req.window.intersect(&bounds);
+        if window.is_empty() {
+            return Ok(Planned::Empty);
+        }
+        let p_t = frames.params(t).sanitized();
+        if is_identity(&p_t) {
+            return Ok(Planned::Identity(window));
+        }
+        let (footage_t, start_t) = p_t.levels(s.render_scale);
+        let smoothing = start_t > 0.0 && p_t.smoothing > 0.0;
+        let grid = TileGrid::new(s.tile_size);
+        let tiles = grid.tiles_for(window, bounds);
+        let region = tiles.iter().fold(Rect::default(), |a, r| a.union(r));
+        let (wa, wb) = plan::window(t, s.radius, req.shot);
+        let mut chunks = plan::chunks_for(t, s.radius, req.shot);
+        if !smoothing {
+            chunks.retain(|c| c.first <= t && t <= c.last);
+        }
+        // A shot renders frame after frame from these chunks: the cache must hold them whole.
+        let frame_bytes: usize = grid
+            .tiles_for(bounds, bounds)
+            .iter()
+            .map(|r| r.area() * 3 * std::mem::size_of::<f32>())
+            .sum();
+        let chunk_frames: usize = chunks.iter().map(|c| (c.last - c.first + 1) as usize).sum();
+        cache.need(frame_bytes * chunk_frames);
+        // The window's sources are read either way: Noise Clipping Auto looks at all of them.
+        let f0 = chunks.iter().map(|c| c.first).fold(wa, i64::min);
+        let f1 = chunks.iter().map(|c| c.last).fold(wb, i64::max);
+        Ok(Planned::Render(Plan {
+            window,
+            p_t,
+            footage_t,
+            start_t,
+            smoothing,
+            grid,
+            tiles,
+            region,
+            wa,
+            wb,
+            chunks,
+            f0,
+            f1,
+        }))
+    }
+
+    /// Frame t's neighbours that were denoised too (`from`: the level a frame is denoised
+    /// from); untouched frames lend no weight.
+    fn neighbours(&self, t: i64, from: impl Fn(i64) -> f32) -> Vec<i64> {
+        (self.wa..=self.wb)
+            .filter(|&f| f != t && from(f) > 0.0)
+            .collect()
+    }
+
+    /// The smoothing's gate.
+    fn gate(&self) -> f32 {
+        self.p_t.smoothing * self.start_t.min(SMOOTH_LEVEL_CAP)
+    }
+
+    /// Whether detail comes back from the sources: only where they are what was denoised
+    /// (Strength 0); above it the result is meant to move away from them.
+    fn restores(&self) -> bool {
+        self.footage_t > 0.0 && self.p_t.strength == 0.0
+    }
+
+    /// Index of frame `f` among the frames read.
+    fn at(&self, f: i64) -> usize {
+        (f - self.f0) as usize
+    }
+}
+
+/// Whether renders with a model on `device` keep their frames there ([`render_resident`]):
+/// on CUDA, unless `VDIFF_RESIDENT=0` asks for the host stages (the CPU keeps its own scalar
+/// stages; Metal has no f64 for the chunk fingerprints).
+pub fn keeps_frames_on(device: &Device) -> bool {
+    device.is_cuda() && std::env::var("VDIFF_RESIDENT").map_or(true, |v| v != "0")
+}
+
+/// Renders with an explicit cache (tests and benchmarks use their own). With the model on a
+/// device that [`keeps_frames_on`] it, the render runs there and only the result comes back.
 pub fn render_with(
     cache: &ChunkCache,
     req: &Request,
     frames: &dyn Frames,
     ctrl: &dyn Control,
 ) -> Result<RgbImage> {
+    if keeps_frames_on(req.settings.model.device()) {
+        let out = render_resident(cache, req, frames, ctrl)?;
+        let window = req.window.intersect(&req.bounds);
+        let mut img = RgbImage::new(if window.is_empty() {
+            Rect::default()
+        } else {
+            window
+        });
+        img.data = out.flatten_all()?.to_vec1()?;
+        return Ok(img);
+    }
+    let plan = match Plan::make(cache, req, frames)? {
+        Planned::Empty => return Ok(RgbImage::new(Rect::default())),
+        Planned::Identity(window) => return fetch_sane(frames, req.t, window),
+        Planned::Render(plan) => plan,
+    };
     let s = &req.settings;
-    validate(s)?;
-    let (t, bounds) = (req.t, req.bounds);
-    let window = req.window.intersect(&bounds);
-    if window.is_empty() {
-        return Ok(RgbImage::new(Rect::default()));
-    }
-    let p_t = frames.params(t).sanitized();
-    if is_identity(&p_t) {
-        return fetch_sane(frames, t, window);
-    }
-
-    // 1. Plan: tiles of the window, the frames t is smoothed over, the chunks holding them
-    //    (only t's own without smoothing), and the frames and region those read.
-    let (footage_t, start_t) = p_t.levels(s.render_scale);
-    let smoothing = start_t > 0.0 && p_t.smoothing > 0.0;
-    let grid = TileGrid::new(s.tile_size);
-    let tiles = grid.tiles_for(window, bounds);
-    let region = tiles.iter().fold(Rect::default(), |a, r| a.union(r));
-    let (wa, wb) = plan::window(t, s.radius, req.shot);
-    let mut chunks = plan::chunks_for(t, s.radius, req.shot);
-    if !smoothing {
-        chunks.retain(|c| c.first <= t && t <= c.last);
-    }
-    // A shot renders frame after frame from these chunks: the cache must hold them whole.
-    let frame_bytes: usize = grid
-        .tiles_for(bounds, bounds)
-        .iter()
-        .map(|r| r.area() * 3 * std::mem::size_of::<f32>())
-        .sum();
-    let chunk_frames: usize = chunks.iter().map(|c| (c.last - c.first + 1) as usize).sum();
-    cache.need(frame_bytes * chunk_frames);
-    // The window's sources are read either way: Noise Clipping Auto looks at all of them.
-    let f0 = chunks.iter().map(|c| c.first).fold(wa, i64::min);
-    let f1 = chunks.iter().map(|c| c.last).fold(wb, i64::max);
+    let (t, bounds, window) = (req.t, req.bounds, plan.window);
+    let Plan {
+        p_t,
+        footage_t,
+        start_t,
+        smoothing,
+        wa,
+        wb,
+        f0,
+        f1,
+        ..
+    } = plan;
+    let (grid, tiles, region, chunks) = (&plan.grid, &plan.tiles, plan.region, &plan.chunks);
 
     // 2. Sources and parameters of every frame, read once.
     let sources = (f0..=f1)
@@ -277,7 +423,7 @@ pub fn render_with(
                     s,
                     first: chunk.first,
                     tile,
-                    planes: &planes[range.clone()],
+                    planes: Sources::Host(&planes[range.clone()]),
                     params: &params[range],
                 };
                 job.compute(&|f| ctrl.progress((base + f) / units), ctrl)
@@ -293,19 +439,14 @@ pub fn render_with(
         };
         let centre = denoised(t)?;
         let mut result = if smoothing {
-            // Neighbours that were denoised too; untouched frames lend no weight.
             let (tw, th) = (tile.width() as usize, tile.height() as usize);
-            let near: Vec<i64> = (wa..=wb)
-                .filter(|&f| f != t && denoised_from(f) > 0.0)
-                .collect();
+            let near = plan.neighbours(t, denoised_from);
             let others = near
                 .iter()
                 .map(|&f| denoised(f))
                 .collect::<Result<Vec<_>>>()?;
-            let gate = p_t.smoothing * start_t.min(SMOOTH_LEVEL_CAP);
-            // Detail back from the sources only where they are what was denoised (Strength 0):
-            // above it the result is meant to move away from them.
-            let restore = footage_t > 0.0 && p_t.strength == 0.0;
+            let gate = plan.gate();
+            let restore = plan.restores();
             let sources: Vec<&[f32]> = match restore {
                 true => near
                     .iter()
@@ -333,7 +474,7 @@ pub fn render_with(
             let window_src = &planes[(wa - f0) as usize..=(wb - f0) as usize];
             declip(&mut result, footage_t, s.clipping.ends(window_src));
         }
-        splat(&grid, &bounds, tile, &result, &window, &mut acc, &mut wsum);
+        splat(grid, &bounds, tile, &result, &window, &mut acc, &mut wsum);
     }
 
     // 4. Normalise and mix with the source.
@@ -354,6 +495,182 @@ pub fn render_with(
         }
     }
     Ok(out)
+}
+
+/// Renders frame `req.t` on the model's device, its frames never in host memory between the
+/// host's source images ([`Frames::fetch_on`]) and the result: `req.window` clipped to the
+/// bounds, as an interleaved [h, w, 3] f32 tensor on that device. The plan, the tiles, the cache
+/// and the sampler are [`render_with`]'s; the stages after the cache are its tensor forms
+/// ([`super::resident`]), so the two agree to float rounding. Chunk keys read the sources
+/// through a fingerprint computed on the device.
+pub fn render_resident(
+    cache: &ChunkCache,
+    req: &Request,
+    frames: &dyn Frames,
+    ctrl: &dyn Control,
+) -> Result<Tensor> {
+    let s = &req.settings;
+    let dev = s.model.device().clone();
+    let t = req.t;
+    let plan = match Plan::make(cache, req, frames)? {
+        Planned::Empty => return Ok(Tensor::zeros((0, 0, 3), DType::F32, &dev)?),
+        Planned::Identity(window) => return fetch_sane_on(frames, t, window, &dev),
+        Planned::Render(plan) => plan,
+    };
+    let (window, region) = (plan.window, plan.region);
+    let sources = (plan.f0..=plan.f1)
+        .map(|f| fetch_sane_on(frames, f, region, &dev))
+        .collect::<Result<Vec<_>>>()?;
+    let params: Vec<FrameParams> = (plan.f0..=plan.f1)
+        .map(|f| frames.params(f).sanitized())
+        .collect();
+    let denoised_from = |f: i64| params[plan.at(f)].levels(s.render_scale).1;
+    // `r` of an interleaved [h, w, 3] tensor covering `within`, as planar [3, h, w].
+    let cut = |img: &Tensor, within: &Rect, r: &Rect| -> Result<Tensor> {
+        Ok(img
+            .narrow(0, (r.y0 - within.y0) as usize, r.height() as usize)?
+            .narrow(1, (r.x0 - within.x0) as usize, r.width() as usize)?
+            .permute((2, 0, 1))?
+            .contiguous()?)
+    };
+    let (wh, ww) = (window.height() as usize, window.width() as usize);
+    let mut acc = Tensor::zeros((3, wh, ww), DType::F32, &dev)?;
+    let mut wsum = Tensor::zeros((1, wh, ww), DType::F32, &dev)?;
+    let units = (plan.tiles.len() * plan.chunks.len()) as f64;
+    for (ti, tile) in plan.tiles.iter().enumerate() {
+        let planes = sources
+            .iter()
+            .map(|src| cut(src, &region, tile))
+            .collect::<Result<Vec<_>>>()?;
+        let prints = planes.iter().map(fingerprint).collect::<Result<Vec<_>>>()?;
+        let mut computed = Vec::with_capacity(plan.chunks.len());
+        for (ci, chunk) in plan.chunks.iter().enumerate() {
+            let range = plan.at(chunk.first)..=plan.at(chunk.last);
+            let key = chunk_key(
+                s,
+                chunk,
+                tile,
+                &params[range.clone()],
+                &prints[range.clone()],
+            );
+            let base = (ti * plan.chunks.len() + ci) as f64;
+            let data = cache.get_or_compute(key, || {
+                let job = ChunkJob {
+                    s,
+                    first: chunk.first,
+                    tile,
+                    planes: Sources::Device(&planes[range.clone()]),
+                    params: &params[range],
+                };
+                job.compute(&|f| ctrl.progress((base + f) / units), ctrl)
+            })?;
+            computed.push(data);
+            ctrl.progress((base + 1.0) / units);
+        }
+        let denoised = |f: i64| -> Result<Tensor> {
+            computed
+                .iter()
+                .find_map(|d| d.frame_on_device(f))
+                .ok_or_else(|| Error::Internal(format!("no chunk on the device holds frame {f}")))
+        };
+        let centre = denoised(t)?;
+        let mut result = if plan.smoothing {
+            let near = plan.neighbours(t, denoised_from);
+            let others = near
+                .iter()
+                .map(|&f| denoised(f))
+                .collect::<Result<Vec<_>>>()?;
+            let restore = plan.restores();
+            let companions: Vec<Tensor> = match restore {
+                true => near.iter().map(|&f| planes[plan.at(f)].clone()).collect(),
+                false => Vec::new(),
+            };
+            let (others, companions) =
+                resident::align_all(&centre, &others, &companions, plan.start_t)?;
+            if restore {
+                resident::smooth_restore(
+                    &centre,
+                    &others,
+                    plan.gate(),
+                    &planes[plan.at(t)],
+                    &companions,
+                    plan.footage_t,
+                )?
+            } else {
+                resident::smooth(&centre, &others, plan.gate())?
+            }
+        } else {
+            centre
+        };
+        if plan.footage_t > 0.0 {
+            let ends =
+                resident::clipping_ends(s.clipping, &planes[plan.at(plan.wa)..=plan.at(plan.wb)])?;
+            result = resident::declip(&result, plan.footage_t, ends)?;
+        }
+        // Into the window, weighted by the tile ramp (its weights are made here: geometry only).
+        let part = tile.intersect(&window);
+        if part.is_empty() {
+            continue;
+        }
+        let (ph, pw) = (part.height() as usize, part.width() as usize);
+        let mut ramp = Vec::with_capacity(ph * pw);
+        for y in part.y0..part.y1 {
+            for x in part.x0..part.x1 {
+                ramp.push(plan.grid.weight(tile, &req.bounds, x, y));
+            }
+        }
+        let ramp = Tensor::from_vec(ramp, (1, ph, pw), &dev)?;
+        let piece = result
+            .narrow(1, (part.y0 - tile.y0) as usize, ph)?
+            .narrow(2, (part.x0 - tile.x0) as usize, pw)?
+            .broadcast_mul(&ramp)?;
+        let (top, left) = (
+            (part.y0 - window.y0) as usize,
+            (part.x0 - window.x0) as usize,
+        );
+        let place = |v: &Tensor| -> Result<Tensor> {
+            Ok(v.pad_with_zeros(1, top, wh - top - ph)?
+                .pad_with_zeros(2, left, ww - left - pw)?)
+        };
+        acc = (acc + place(&piece)?)?;
+        wsum = (wsum + place(&ramp)?)?;
+    }
+    // Normalise and mix with the source.
+    let mut out = acc.broadcast_div(&wsum)?;
+    let mix = plan.p_t.mix;
+    if mix != 1.0 {
+        let src = cut(&sources[plan.at(t)], &region, &window)?;
+        out = (out.affine(mix as f64, 0.0)? + src.affine(1.0 - mix as f64, 0.0)?)?;
+    }
+    Ok(out.permute((1, 2, 0))?.contiguous()?)
+}
+
+/// A content fingerprint of a plane on the device, for the chunk key, with only 32 bytes coming
+/// back: four sums of its values in f64 under fixed pseudo-random weights (`sin` of the index at
+/// incommensurate rates), hashed with the shape. Any change of a value moves every sum by far
+/// more than its rounding (an f32 step of a value near 1 is 1e-7, the sums' rounding about 1e-9
+/// at 4K), so an edit upstream is never served a stale chunk; the same plane on the same
+/// device always gives the same fingerprint.
+fn fingerprint(p: &Tensor) -> Result<blake3::Hash> {
+    let mut h = blake3::Hasher::new();
+    h.update(b"vdiff-device-fingerprint-v1");
+    for d in p.dims() {
+        h.update(&(*d as u64).to_le_bytes());
+    }
+    let n = p.elem_count();
+    let x = p.flatten_all()?.to_dtype(DType::F64)?;
+    let i = Tensor::arange(0u32, n as u32, p.device())?.to_dtype(DType::F64)?;
+    for (rate, phase) in [
+        (0.754_877_666_246_692_7, 0.1),
+        (0.569_840_290_998_053_2, 0.3),
+        (0.137_036_524_161_094_3, 0.7),
+        (0.915_965_594_177_219, 0.9),
+    ] {
+        let w = i.affine(rate, phase)?.sin()?;
+        let sum = (&x * &w)?.sum_all()?.to_scalar::<f64>()?;
+        h.update(&sum.to_le_bytes());
+    }
+    Ok(h.finalize())
 }
 
 /// Adds a tile's planar result, weighted by the tile ramp, into the window accumulators.
@@ -432,13 +749,29 @@ fn chunk_key(
     *h.finalize().as_bytes()
 }
 
+/// A chunk's sanitised sources, planar [3, h, w] per frame.
+#[derive(Clone, Copy)]
+enum Sources<'a> {
+    Host(&'a [Vec<f32>]),
+    /// On the model's device.
+    Device(&'a [Tensor]),
+}
+
+impl Sources<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Sources::Host(p) => p.len(),
+            Sources::Device(p) => p.len(),
+        }
+    }
+}
+
 /// One chunk of one tile, ready to run.
 struct ChunkJob<'a> {
     s: &'a Settings,
     first: i64,
     tile: &'a Rect,
-    /// Planar [3, h, w] sanitised source per frame of the chunk.
-    planes: &'a [Vec<f32>],
+    planes: Sources<'a>,
     params: &'a [FrameParams],
 }
 
@@ -447,46 +780,72 @@ impl ChunkJob<'_> {
         let s = self.s;
         let (w, h) = (self.tile.width() as usize, self.tile.height() as usize);
         let (k, n) = (self.planes.len(), 3 * w * h);
+        let device = s.model.device();
+        let done = |planes: Vec<Vec<f32>>, on_device: Option<Tensor>| ChunkData {
+            first: self.first,
+            rect: *self.tile,
+            planes,
+            on_device,
+        };
         // 1. Start levels: the footage's own noise raised by Strength.
         let (footage, starts): (Vec<f32>, Vec<f32>) =
             self.params.iter().map(|p| p.levels(s.render_scale)).unzip();
         if starts.iter().all(|&v| v == 0.0) {
-            return Ok(ChunkData {
-                first: self.first,
-                rect: *self.tile,
-                planes: self.planes.to_vec(),
+            return Ok(match self.planes {
+                Sources::Host(p) => done(p.to_vec(), None),
+                Sources::Device(p) => done(Vec::new(), Some(Tensor::stack(p, 0)?)),
             });
         }
         // 2. Network input: in-range part of the source plus frame-anchored extra noise.
-        let mut x = Vec::with_capacity(k * n);
-        let mut noise = vec![0f32; n];
-        for (i, plane) in self.planes.iter().enumerate() {
-            let extra = (starts[i] * starts[i] - footage[i] * footage[i])
+        let extra = |i: usize| {
+            (starts[i] * starts[i] - footage[i] * footage[i])
                 .max(0.0)
-                .sqrt();
-            let at = x.len();
-            x.extend(plane.iter().map(|v| v.clamp(MODEL_LO, MODEL_HI)));
-            if extra > 0.0 {
-                let frame = self.first + i as i64;
-                fill_planar(
-                    s.seed,
-                    frame,
-                    STEP_INIT,
-                    self.tile.x0,
-                    self.tile.y0,
-                    w,
-                    h,
-                    3,
-                    &mut noise,
-                );
-                x[at..]
-                    .iter_mut()
-                    .zip(&noise)
-                    .for_each(|(v, z)| *v += extra * z);
+                .sqrt()
+        };
+        let noise = |i: usize, buf: &mut Vec<f32>| {
+            fill_planar(
+                s.seed,
+                self.first + i as i64,
+                STEP_INIT,
+                self.tile.x0,
+                self.tile.y0,
+                w,
+                h,
+                3,
+                buf,
+            )
+        };
+        let mut buf = vec![0f32; n];
+        let x = match self.planes {
+            Sources::Host(planes) => {
+                let mut x = Vec::with_capacity(k * n);
+                for (i, plane) in planes.iter().enumerate() {
+                    let at = x.len();
+                    x.extend(plane.iter().map(|v| v.clamp(MODEL_LO, MODEL_HI)));
+                    if extra(i) > 0.0 {
+                        noise(i, &mut buf);
+                        x[at..]
+                            .iter_mut()
+                            .zip(&buf)
+                            .for_each(|(v, z)| *v += extra(i) * z);
+                    }
+                }
+                Tensor::from_vec(x, (k, 3, h, w), device)?
             }
-        }
-        let device = s.model.device();
-        let x = Tensor::from_vec(x, (k, 3, h, w), device)?;
+            Sources::Device(planes) => {
+                let mut x = Vec::with_capacity(k);
+                for (i, plane) in planes.iter().enumerate() {
+                    let mut v = plane.clamp(MODEL_LO, MODEL_HI)?;
+                    if extra(i) > 0.0 {
+                        noise(i, &mut buf);
+                        let z = Tensor::from_slice(&buf, (3, h, w), device)?;
+                        v = (v + (z * extra(i) as f64)?)?;
+                    }
+                    x.push(v);
+                }
+                Tensor::stack(&x, 0)?
+            }
+        };
         let sched = Schedule::per_frame(s.steps as usize, &starts);
         let churn: Vec<f32> = self.params.iter().map(|p| p.detail).collect();
         let source = WindowNoise {
@@ -517,29 +876,42 @@ impl ChunkJob<'_> {
                 &mut on_step,
             )?
         };
-        let out: Vec<f32> = out.flatten_all()?.to_vec1()?;
 
         // 4. Untouched frames stay bit-exact; others get their out-of-range part back.
-        let planes: Vec<Vec<f32>> = self
-            .planes
-            .iter()
-            .enumerate()
-            .map(|(i, src)| {
-                if starts[i] == 0.0 {
-                    return src.clone();
-                }
-                let o = &out[i * n..(i + 1) * n];
-                o.iter()
-                    .zip(src)
-                    .map(|(d, v)| d + (v - v.clamp(MODEL_LO, MODEL_HI)))
-                    .collect()
-            })
-            .collect();
-
-        Ok(ChunkData {
-            first: self.first,
-            rect: *self.tile,
-            planes,
+        Ok(match self.planes {
+            Sources::Host(planes) => {
+                let out: Vec<f32> = out.flatten_all()?.to_vec1()?;
+                let planes = planes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, src)| {
+                        if starts[i] == 0.0 {
+                            return src.clone();
+                        }
+                        let o = &out[i * n..(i + 1) * n];
+                        o.iter()
+                            .zip(src)
+                            .map(|(d, v)| d + (v - v.clamp(MODEL_LO, MODEL_HI)))
+                            .collect()
+                    })
+                    .collect();
+                done(planes, None)
+            }
+            Sources::Device(planes) => {
+                let out = out.to_dtype(DType::F32)?;
+                let frames = planes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, src)| {
+                        if starts[i] == 0.0 {
+                            return Ok(src.clone());
+                        }
+                        let beyond = (src - src.clamp(MODEL_LO, MODEL_HI)?)?;
+                        Ok((out.get(i)? + beyond)?)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                done(Vec::new(), Some(Tensor::stack(&frames, 0)?))
+            }
         })
     }
 }

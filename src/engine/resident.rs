@@ -118,7 +118,12 @@ pub fn smooth_restore(
     src_others: &[Tensor],
     sigma: f32,
 ) -> Result<Tensor> {
-    if gate.is_nan() || gate <= 0.0 || !(sigma > 0.0) || others.len() != src_others.len() {
+    if gate.is_nan()
+        || gate <= 0.0
+        || sigma.is_nan()
+        || sigma <= 0.0
+        || others.len() != src_others.len()
+    {
         return smooth(centre, others, gate);
     }
     let (smoothed, avg, f) = if others.is_empty() {

@@ -551,3 +551,164 @@ fn smoothing_crosses_chunk_edges_and_is_skipped_without_it() {
     assert_eq!(b, frame2(0.0, 0.01).0);
     assert_eq!(computed, tiles);
 }
+
+/// A render of `window` kept on the model's device, brought back as an image to compare.
+fn render_resident_on(cache: &ChunkCache, clip: &Clip, t: i64, window: Rect) -> RgbImage {
+    let out = render_resident(cache, &request(t, window), clip, &NoControl).expect("render");
+    let window = window.intersect(&BOUNDS);
+    assert_eq!(
+        out.dims(),
+        [window.height() as usize, window.width() as usize, 3]
+    );
+    let mut img = RgbImage::new(window);
+    img.data = out.flatten_all().unwrap().to_vec1().unwrap();
+    img
+}
+
+/// Largest difference and PSNR (peak 1) of two renders of one window.
+fn compare(a: &RgbImage, b: &RgbImage) -> (f32, f64) {
+    assert_eq!(a.rect, b.rect);
+    let worst = a
+        .data
+        .iter()
+        .zip(&b.data)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    let mse = a
+        .data
+        .iter()
+        .zip(&b.data)
+        .map(|(x, y)| ((x - y) as f64).powi(2))
+        .sum::<f64>()
+        / a.data.len() as f64;
+    (worst, -10.0 * mse.max(1e-30).log10())
+}
+
+#[test]
+fn a_render_kept_on_the_device_matches_the_host_render() {
+    // Strength above 0 (smoothing alone), Strength 0 (detail given back from the sources, the
+    // defaults' path), a partial Mix, and noise clipped at black on a dark clip.
+    let cases: Vec<(&str, Clip)> = vec![
+        ("strength", Clip::noisy()),
+        (
+            "restore",
+            Clip::new(|_| FrameParams {
+                noise_level: 0.05,
+                strength: 0.0,
+                ..FrameParams::default()
+            }),
+        ),
+        (
+            "mix",
+            Clip::new(|_| FrameParams {
+                mix: 0.4,
+                ..FrameParams::default()
+            }),
+        ),
+    ];
+    for (name, clip) in &cases {
+        for (t, window) in [(0, BOUNDS), (4, Rect::new(13, 7, 50, 41)), (7, BOUNDS)] {
+            let host = render_on(&ChunkCache::new(1 << 30), clip, t, window);
+            let device = render_resident_on(&ChunkCache::new(1 << 30), clip, t, window);
+            let (worst, psnr) = compare(&host, &device);
+            assert!(
+                worst < 1e-5 && psnr > 120.0,
+                "{name}, frame {t}, {window:?}: off by {worst} ({psnr:.1} dB)"
+            );
+        }
+    }
+    // Identity: the sources themselves, sanitised alike.
+    let off = Clip::new(|_| FrameParams {
+        mix: 0.0,
+        ..FrameParams::default()
+    });
+    let host = render_on(&ChunkCache::new(1 << 30), &off, 3, BOUNDS);
+    let device = render_resident_on(&ChunkCache::new(1 << 30), &off, 3, BOUNDS);
+    assert_eq!(bits(&host), bits(&device));
+}
+
+#[test]
+fn a_render_kept_on_the_device_is_the_same_in_any_order_window_and_cache_state() {
+    let clip = Clip::noisy();
+    let shared = ChunkCache::new(1 << 30);
+    let full: Vec<Vec<u32>> = [5i64, 0, 7, 2, 6, 1, 4, 3]
+        .iter()
+        .map(|&t| (t, bits(&render_resident_on(&shared, &clip, t, BOUNDS))))
+        .collect::<std::collections::BTreeMap<_, _>>()
+        .into_values()
+        .collect();
+    for t in 0..8 {
+        let cold = render_resident_on(&ChunkCache::new(1 << 30), &clip, t, BOUNDS);
+        assert_eq!(bits(&cold), full[t as usize], "frame {t}");
+    }
+    let window = Rect::new(13, 7, 50, 41);
+    let part = render_resident_on(&shared, &clip, 4, window);
+    let whole = render_resident_on(&shared, &clip, 4, BOUNDS);
+    for y in window.y0..window.y1 {
+        for x in window.x0..window.x1 {
+            for c in 0..3 {
+                let (a, b) = (
+                    part.data[part.offset(x, y) + c],
+                    whole.data[whole.offset(x, y) + c],
+                );
+                assert_eq!(a.to_bits(), b.to_bits(), "({x},{y},{c})");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_render_kept_on_the_device_recomputes_after_an_upstream_edit() {
+    let clip = Clip::noisy();
+    let cache = ChunkCache::new(1 << 30);
+    let first = render_resident_on(&cache, &clip, 3, BOUNDS);
+    let computed = cache.stats().computed;
+    assert_eq!(
+        bits(&render_resident_on(&cache, &clip, 3, BOUNDS)),
+        bits(&first)
+    );
+    assert_eq!(cache.stats().computed, computed, "served from the cache");
+    // The smallest edit a float source can carry, on one neighbour: its chunks are recomputed.
+    *clip.edit.lock() = Some((4, 1e-6));
+    render_resident_on(&cache, &clip, 3, BOUNDS);
+    assert!(cache.stats().computed > computed);
+    // Host and device chunks never stand in for each other.
+    let before = cache.stats().computed;
+    render_on(&cache, &clip, 3, BOUNDS);
+    assert!(cache.stats().computed > before);
+}
+
+#[test]
+fn a_device_source_of_the_wrong_shape_is_a_clear_error() {
+    struct Short(Clip);
+    impl Frames for Short {
+        fn fetch(&self, t: i64, rect: Rect) -> crate::Result<RgbImage> {
+            self.0.fetch(t, rect)
+        }
+        fn params(&self, t: i64) -> FrameParams {
+            self.0.params(t)
+        }
+        fn fetch_on(
+            &self,
+            _t: i64,
+            rect: Rect,
+            device: &candle_core::Device,
+        ) -> crate::Result<candle_core::Tensor> {
+            let (w, h) = (rect.width() as usize, rect.height() as usize);
+            Ok(candle_core::Tensor::zeros(
+                (h, w - 1, 3),
+                candle_core::DType::F32,
+                device,
+            )?)
+        }
+    }
+    let err = render_resident(
+        &ChunkCache::new(1 << 30),
+        &request(2, BOUNDS),
+        &Short(Clip::noisy()),
+        &NoControl,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("frame") && err.contains("tensor"), "{err}");
+}
