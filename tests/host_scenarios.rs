@@ -1277,34 +1277,49 @@ fn cuda_images_forced_on_a_build_without_cuda_are_refused_unread() {
     assert_eq!(st.images_fetched(), st.images_released());
 }
 
-/// With a GPU: the host hands device images and its stream; the frames are the bytes a host
-/// memory render writes, in any order and on several threads. Without a GPU there is nothing to
-/// run: the test says so and passes.
+/// With a GPU: the host hands float device images and its stream; the plugin renders on the
+/// device and writes the output device to device. The frames are the bytes a host memory render
+/// writes, in any order and on several threads, also with top-down rows at a negative pitch and
+/// padded rows. Without a GPU there is nothing to run: the test says so and passes.
 #[cfg(feature = "cuda")]
 #[test]
 fn cuda_render_writes_the_bytes_of_a_host_memory_render() {
-    let h = start(resolve_cuda());
-    let p = project().set("temporalRadius", 2);
-    let inst = instance(&h, &p);
-    assert_eq!(declared_cuda_render(&inst), "true");
     if crate::host::cuda::Gpu::shared().is_none() {
+        let h = start(resolve_cuda());
+        let inst = instance(&h, &project());
+        assert_eq!(declared_cuda_render(&inst), "true");
         eprintln!("no CUDA GPU here: the CUDA render profile did not run");
         inst.destroy();
         finish_clean(h);
         return;
     }
+    let p = project().set("temporalRadius", 2);
     let frames: Vec<i64> = (0..6).collect();
-    let order = [4i64, 0, 5, 2, 1, 3];
-    let gpu = by_time(inst.render_frames(&order, 2, &RenderOpts::default().sentinel(0x42)));
-    inst.destroy();
-    finish_clean(h);
     let h = start(HostConfig::resolve());
     let inst = instance(&h, &p);
     let cpu = by_time(inst.render_frames(&frames, 1, &RenderOpts::default()));
-    for t in frames {
-        check_ok(&h, &gpu[&t], "CUDA render");
-        same(&format!("frame {t}"), &gpu[&t], &cpu[&t], FULL);
-    }
     inst.destroy();
     finish_clean(h);
+    let layouts = [
+        resolve_cuda(),
+        HostConfig {
+            row_order: crate::host::config::RowOrder::TopDownNegative,
+            row_padding: 24,
+            ..resolve_cuda()
+        },
+    ];
+    for config in layouts {
+        let what = format!("CUDA render, rows {:?}", config.row_order);
+        let h = start(config);
+        let inst = instance(&h, &p);
+        assert_eq!(declared_cuda_render(&inst), "true");
+        let order = [4i64, 0, 5, 2, 1, 3];
+        let gpu = by_time(inst.render_frames(&order, 2, &RenderOpts::default().sentinel(0x42)));
+        for &t in &frames {
+            check_ok(&h, &gpu[&t], &what);
+            same(&format!("{what}, frame {t}"), &gpu[&t], &cpu[&t], FULL);
+        }
+        inst.destroy();
+        finish_clean(h);
+    }
 }

@@ -69,6 +69,27 @@ impl Frames for HostFrames<'_> {
         Ok(read_rgb(&img.read(rect)?.pixels()?, rect))
     }
 
+    /// In a CUDA render with the model on CUDA, a float source goes device to device;
+    /// anything else is read as `fetch` reads it and copied to the device.
+    fn fetch_on(
+        &self,
+        t: i64,
+        rect: Rect,
+        device: &candle_core::Device,
+    ) -> Result<candle_core::Tensor> {
+        #[cfg(feature = "cuda")]
+        {
+            let region: RectD = to_canonical(rect, self.scale, self.source.pixel_aspect_ratio());
+            let img = self.source.image(t as f64, Some(region))?;
+            if let Some(px) = img.to_tensor(rect, device)? {
+                return Ok(px.narrow(2, 0, 3)?.contiguous()?);
+            }
+        }
+        let img = self.fetch(t, rect)?;
+        let (w, h) = (rect.width() as usize, rect.height() as usize);
+        Ok(candle_core::Tensor::from_vec(img.data, (h, w, 3), device)?)
+    }
+
     fn params(&self, t: i64) -> FrameParams {
         params::frame_params(&self.params, t as f64).unwrap_or_else(|e| {
             log::warn!(

@@ -66,7 +66,7 @@ pub fn read_rgb(src: &PixelsRef<'_>, rect: Rect) -> RgbImage {
 /// Alpha of pixel (x, y) of the source as the output should carry it: the source's alpha where
 /// it has one (non-finite -> 0), 1 for RGB sources, 0 outside the source's bounds or without a
 /// source (an unconnected input is transparent black).
-fn source_alpha(src: Option<&PixelsRef<'_>>, x: i64, y: i64) -> f32 {
+pub(crate) fn source_alpha(src: Option<&PixelsRef<'_>>, x: i64, y: i64) -> f32 {
     let Some(src) = src else { return 0.0 };
     let l = src.layout();
     match src.row_from(x, y) {

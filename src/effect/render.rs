@@ -118,6 +118,10 @@ fn render_frame(fx: &ImageEffect<'_>, call: &Call<'_>) -> Result<Outcome> {
                     shot: shot_of(fx, &source),
                     settings,
                 };
+                #[cfg(feature = "cuda")]
+                if render_on_device(fx, &frames, &req, t, memory)? {
+                    return Ok(outcome);
+                }
                 run_engine(fx, &frames, &req)?
             }
         }
@@ -170,11 +174,94 @@ impl Control for HostControl<'_> {
 
 /// Runs `engine::render` with the host's frames, progress bar and abort test.
 fn run_engine(fx: &ImageEffect<'_>, frames: &HostFrames<'_>, req: &Request) -> Result<RgbImage> {
+    with_control(fx, |ctrl| engine::render(req, frames, ctrl))
+}
+
+/// Runs `f` under the host's progress bar and abort test.
+fn with_control<R>(
+    fx: &ImageEffect<'_>,
+    f: impl FnOnce(&HostControl<'_>) -> Result<R>,
+) -> Result<R> {
     let bar = ProgressBar(fx.progress_start("Video Diffusion").then_some(*fx));
     let ctrl = HostControl {
         fx: *fx,
         bar: bar.0.is_some(),
         cancelled: Cell::new(false),
     };
-    engine::render(req, frames, &ctrl)
+    f(&ctrl)
+}
+
+/// A CUDA render whose model is on CUDA, with float images and a window inside the source:
+/// rendered on the device (`engine::render_resident`) and written into the output image device
+/// to device, so the frames never pass through host memory. False where that does not apply;
+/// the render then goes through host memory.
+#[cfg(feature = "cuda")]
+fn render_on_device(
+    fx: &ImageEffect<'_>,
+    frames: &HostFrames<'_>,
+    req: &Request,
+    t: f64,
+    memory: Memory,
+) -> Result<bool> {
+    use crate::ofx::pixels::Depth;
+    let device = req.settings.model.device();
+    let window = req.window;
+    if memory == Memory::Host
+        || !engine::keeps_frames_on(device)
+        || window.intersect(&req.bounds) != window
+    {
+        return Ok(false);
+    }
+    let mut out = fx.clip(OUTPUT)?.in_memory(memory).image(t, None)?;
+    if out.layout().depth != Depth::Float {
+        return Ok(false);
+    }
+    let rgb = with_control(fx, |ctrl| {
+        engine::render_resident(engine::global_cache(), req, frames, ctrl)
+    })?;
+    let pixels = match out.layout().components {
+        Components::Rgb => rgb,
+        Components::Rgba => {
+            let alpha = source_alpha_on(frames, window, t, device)?;
+            candle_core::Tensor::cat(&[&rgb, &alpha], 2)?
+        }
+    };
+    out.write_tensor(window, &pixels)
+}
+
+/// The source's alpha over `window` as [h, w, 1] on `device`, as `write_window` takes it: the
+/// source's own (non-finite: 0), or 1 for an RGB source; device to device from a float CUDA
+/// image, else read through host memory.
+#[cfg(feature = "cuda")]
+fn source_alpha_on(
+    frames: &HostFrames<'_>,
+    window: Rect,
+    t: f64,
+    device: &candle_core::Device,
+) -> Result<candle_core::Tensor> {
+    let src = &frames.source;
+    let img = src.image(
+        t,
+        Some(to_canonical(window, frames.scale, src.pixel_aspect_ratio())),
+    )?;
+    let (w, h) = (window.width() as usize, window.height() as usize);
+    if let Some(px) = img.to_tensor(window, device)? {
+        return Ok(match px.dim(2)? {
+            4 => {
+                let a = px.narrow(2, 3, 1)?;
+                let finite = a.eq(&a)?.mul(&a.abs()?.le(f32::MAX)?)?;
+                finite.where_cond(&a, &a.zeros_like()?)?
+            }
+            _ => candle_core::Tensor::ones((h, w, 1), candle_core::DType::F32, device)?,
+        });
+    }
+    let read = img.read(window)?;
+    let px = read.pixels()?;
+    let mut alpha = Vec::with_capacity(w * h);
+    for y in window.y0..window.y1 {
+        for x in window.x0..window.x1 {
+            alpha.push(super::pixels::source_alpha(Some(&px), x, y));
+        }
+    }
+    Ok(candle_core::Tensor::from_vec(alpha, (h, w, 1), device)?)
 }

@@ -267,6 +267,35 @@ impl Image<'_> {
         }
     }
 
+    /// `rect` as an [h, w, components] f32 tensor on `device`, copied there from a CUDA image
+    /// without passing through host memory; None where that copy does not apply (a host image,
+    /// a depth other than float, `rect` beyond the image, a model off CUDA).
+    #[cfg(feature = "cuda")]
+    pub fn to_tensor(
+        &self,
+        rect: Rect,
+        device: &candle_core::Device,
+    ) -> Result<Option<candle_core::Tensor>> {
+        match self.memory {
+            Memory::Host => Ok(None),
+            Memory::Cuda(stream) => {
+                super::cuda::to_tensor(self.data, &self.layout, rect, stream, device)
+            }
+        }
+    }
+
+    /// Writes `pixels` ([h, w, components] f32 on a CUDA device) over `window` of a CUDA image,
+    /// device to device; false where that copy does not apply (see `to_tensor`).
+    #[cfg(feature = "cuda")]
+    pub fn write_tensor(&mut self, window: Rect, pixels: &candle_core::Tensor) -> Result<bool> {
+        match self.memory {
+            Memory::Host => Ok(false),
+            Memory::Cuda(stream) => {
+                super::cuda::write_tensor(self.data, &self.layout, window, pixels, stream)
+            }
+        }
+    }
+
     /// Writes `window ∩ bounds` through `f`: into the host's buffer directly, or into a packed
     /// buffer then copied to the device image.
     pub fn write(&mut self, window: Rect, f: impl FnOnce(&mut PixelsMut<'_>)) -> Result<()> {

@@ -10,7 +10,7 @@ use std::ffi::c_void;
 
 use cudarc::driver::sys;
 
-use super::pixels::{Layout, RectSpan};
+use super::pixels::{Depth, Layout, RectSpan};
 use crate::geometry::Rect;
 use crate::{Error, Result};
 
@@ -112,6 +112,8 @@ fn span(data: *const u8, layout: &Layout, rect: Rect) -> Option<(sys::CUdevicept
 enum End {
     Image(sys::CUdeviceptr),
     Packed(*mut c_void),
+    /// Packed rows in device memory (a tensor's buffer).
+    Device(sys::CUdeviceptr),
 }
 
 impl End {
@@ -126,6 +128,12 @@ impl End {
                 s.pitch,
             ),
             End::Packed(h) => (sys::CUmemorytype::CU_MEMORYTYPE_HOST, h, 0, s.width),
+            End::Device(d) => (
+                sys::CUmemorytype::CU_MEMORYTYPE_DEVICE,
+                std::ptr::null_mut(),
+                d,
+                s.width,
+            ),
         }
     }
 }
@@ -234,4 +242,141 @@ pub fn upload(
         }
         Ok(())
     })
+}
+
+/// `rect` of the float device image at `data` as an [h, w, components] f32 tensor on the
+/// model's CUDA `device`, copied device to device on the host's stream and waited for there:
+/// the pixels never pass through host memory. Rows come in increasing y whatever the image's
+/// row order. None where the image is not float, `rect` is not inside it, or the model is not
+/// on CUDA: those are read through host memory (`download`).
+pub fn to_tensor(
+    data: *const u8,
+    layout: &Layout,
+    rect: Rect,
+    stream: Stream,
+    device: &candle_core::Device,
+) -> Result<Option<candle_core::Tensor>> {
+    use cudarc::driver::DevicePtr;
+    let candle_core::Device::Cuda(cd) = device else {
+        return Ok(None);
+    };
+    let packed = layout.packed(rect)?;
+    if layout.depth != Depth::Float || packed.bounds != rect || rect.is_empty() {
+        return Ok(None);
+    }
+    let Some((first, s)) = span(data, layout, rect) else {
+        return Ok(None);
+    };
+    let (w, h, comps) = (
+        rect.width() as usize,
+        rect.height() as usize,
+        layout.components.count(),
+    );
+    // Every byte is written by the copy below: no need to clear it first.
+    // SAFETY: an uninitialised device buffer, filled whole before it is read.
+    let slice = unsafe { cd.alloc::<f32>(w * h * comps)? };
+    let own = cd.cuda_stream();
+    {
+        let (dst, _read) = slice.device_ptr(&own);
+        in_context(first, || {
+            // SAFETY: the source rows lie inside the host's image (`rect_span` checked them);
+            // the destination holds `rows * width` bytes (w * h * comps floats).
+            unsafe {
+                copy_rows(
+                    End::Image(first),
+                    End::Device(dst),
+                    &s,
+                    stream,
+                    "reading a host image onto the model's device (cuMemcpy2DAsync)",
+                )?;
+                check(
+                    sys::cuStreamSynchronize(stream.raw()),
+                    "waiting for a host image (cuStreamSynchronize)",
+                )
+            }
+        })?;
+    }
+    let storage = candle_core::CudaStorage::wrap_cuda_slice(slice, cd.clone());
+    let t = candle_core::Tensor::from_storage(
+        candle_core::Storage::Cuda(storage),
+        (h, w, comps),
+        candle_core::op::BackpropOp::none(),
+        false,
+    );
+    Ok(Some(if layout.row_bytes < 0 {
+        flip_rows(&t)?
+    } else {
+        t
+    }))
+}
+
+/// Writes `pixels` ([h, w, components] f32 on the model's CUDA device, the window's) into the
+/// float device image at `data`, device to device on the host's stream once the model's own
+/// stream has produced them (that stream is waited for, never the whole device). Without a host
+/// stream the copy is waited for too. False where the image is not float or the window not
+/// inside it: the caller writes through host memory.
+pub fn write_tensor(
+    data: *mut u8,
+    layout: &Layout,
+    window: Rect,
+    pixels: &candle_core::Tensor,
+    stream: Stream,
+) -> Result<bool> {
+    use cudarc::driver::DevicePtr;
+    let candle_core::Device::Cuda(cd) = pixels.device() else {
+        return Ok(false);
+    };
+    let packed = layout.packed(window)?;
+    let comps = layout.components.count();
+    let want = [window.height() as usize, window.width() as usize, comps];
+    if layout.depth != Depth::Float || packed.bounds != window || pixels.dims() != want {
+        return Ok(false);
+    }
+    let Some((first, s)) = span(data, layout, window) else {
+        return Ok(true);
+    };
+    let rows = if layout.row_bytes < 0 {
+        flip_rows(pixels)?
+    } else {
+        pixels.clone()
+    };
+    // A fresh contiguous copy: its buffer starts at the first pixel.
+    let rows = rows.to_dtype(candle_core::DType::F32)?.copy()?;
+    let (storage, _) = rows.storage_and_layout();
+    let candle_core::Storage::Cuda(cs) = &*storage else {
+        return Err(Error::Internal("a CUDA tensor without CUDA storage".into()));
+    };
+    let slice = cs.as_cuda_slice::<f32>()?;
+    let own = cd.cuda_stream();
+    own.synchronize()
+        .map_err(|e| Error::Device(format!("CUDA render: finishing the frame ({e})")))?;
+    let (src, _read) = slice.device_ptr(&own);
+    in_context(first, || {
+        // SAFETY: the destination rows are the window's, inside the host's image; the source is
+        // the tensor's buffer of h * w * comps floats, finished (its stream was waited for). The
+        // copy is waited for on the host's stream before the tensor, and its buffer, can go.
+        unsafe {
+            copy_rows(
+                End::Device(src),
+                End::Image(first),
+                &s,
+                stream,
+                "writing the output image from the model's device (cuMemcpy2DAsync)",
+            )?;
+            check(
+                sys::cuStreamSynchronize(stream.raw()),
+                "finishing the output image (cuStreamSynchronize)",
+            )
+        }
+    })?;
+    Ok(true)
+}
+
+/// [h, w, c] with its rows in reverse order.
+fn flip_rows(t: &candle_core::Tensor) -> Result<candle_core::Tensor> {
+    let h = t.dim(0)? as u32;
+    let order = candle_core::Tensor::arange(0f32, h as f32, t.device())?
+        .affine(-1.0, (h - 1) as f64)?
+        .to_dtype(candle_core::DType::U32)?;
+    Ok(t.index_select(&order, 0)?)
 }
