@@ -76,6 +76,11 @@ echo "deterministic on the GPU: $same"
 step "CUDA against the CPU (the CPU frames as reference)"
 run 60 "$bin" eval "$work/demo/denoised" "$work/gpu-a" | tee "$out/gpu-vs-cpu.txt"
 
+step "the stages after the network on the CPU cores (VDIFF_RESIDENT=0), against the GPU's"
+run 120 env VDIFF_RESIDENT=0 "$bin" render "$clip" "$work/gpu-host/%04d.png" --noise-level 0.05 --device cuda
+run 60 "$bin" eval "$work/gpu-host" "$work/gpu-a" | tee "$out/resident-vs-host-stages.txt"
+run 120 env VDIFF_RESIDENT=0 "$bin" bench --device cuda --size 1920x1080 --frames 8 | tee "$out/bench-cuda-host-stages.txt"
+
 step "a GPU build asked for the CPU"
 run 60 "$bin" render "$clip" "$work/cpu-again/%04d.png" --noise-level 0.05 --device cpu --frames 0-1
 cmp "$work/cpu-again/0000.png" "$work/demo/denoised/0000.png" && echo "same bytes as the demo's CPU render"
