@@ -390,7 +390,7 @@ pub fn render_with(
         f1,
         ..
     } = plan;
-    let (grid, tiles, region, chunks) = (&plan.grid, &plan.tiles, plan.region, &plan.chunks);
+    let (grid, tiles, region) = (&plan.grid, &plan.tiles, plan.region);
 
     // 2. Sources and parameters of every frame, read once.
     let sources = (f0..=f1)
@@ -403,34 +403,19 @@ pub fn render_with(
     //    clipping bias, then add the tile into the window.
     let mut acc = vec![0f32; window.area() * 3];
     let mut wsum = vec![0f32; window.area()];
-    let units = (tiles.len() * chunks.len()) as f64;
     for (ti, tile) in tiles.iter().enumerate() {
         let planes: Vec<Vec<f32>> = sources.iter().map(|src| src.planar(tile)).collect();
         let hashes: Vec<blake3::Hash> = planes.iter().map(|p| hash_plane(p)).collect();
-        let mut computed = Vec::with_capacity(chunks.len());
-        for (ci, chunk) in chunks.iter().enumerate() {
-            let range = (chunk.first - f0) as usize..=(chunk.last - f0) as usize;
-            let key = chunk_key(
-                s,
-                chunk,
-                tile,
-                &params[range.clone()],
-                &hashes[range.clone()],
-            );
-            let base = (ti * chunks.len() + ci) as f64;
-            let data = cache.get_or_compute(key, || {
-                let job = ChunkJob {
-                    s,
-                    first: chunk.first,
-                    tile,
-                    planes: Sources::Host(&planes[range.clone()]),
-                    params: &params[range],
-                };
-                job.compute(&|f| ctrl.progress((base + f) / units), ctrl)
-            })?;
-            computed.push(data);
-            ctrl.progress((base + 1.0) / units);
-        }
+        let computed = tile_chunks(
+            cache,
+            req,
+            &plan,
+            (ti, tile),
+            &params,
+            &hashes,
+            Sources::Host(&planes),
+            ctrl,
+        )?;
         let denoised = |f: i64| -> Result<&[f32]> {
             computed
                 .iter()
@@ -536,37 +521,22 @@ pub fn render_resident(
     let (wh, ww) = (window.height() as usize, window.width() as usize);
     let mut acc = Tensor::zeros((3, wh, ww), DType::F32, &dev)?;
     let mut wsum = Tensor::zeros((1, wh, ww), DType::F32, &dev)?;
-    let units = (plan.tiles.len() * plan.chunks.len()) as f64;
     for (ti, tile) in plan.tiles.iter().enumerate() {
         let planes = sources
             .iter()
             .map(|src| cut(src, &region, tile))
             .collect::<Result<Vec<_>>>()?;
         let prints = planes.iter().map(fingerprint).collect::<Result<Vec<_>>>()?;
-        let mut computed = Vec::with_capacity(plan.chunks.len());
-        for (ci, chunk) in plan.chunks.iter().enumerate() {
-            let range = plan.at(chunk.first)..=plan.at(chunk.last);
-            let key = chunk_key(
-                s,
-                chunk,
-                tile,
-                &params[range.clone()],
-                &prints[range.clone()],
-            );
-            let base = (ti * plan.chunks.len() + ci) as f64;
-            let data = cache.get_or_compute(key, || {
-                let job = ChunkJob {
-                    s,
-                    first: chunk.first,
-                    tile,
-                    planes: Sources::Device(&planes[range.clone()]),
-                    params: &params[range],
-                };
-                job.compute(&|f| ctrl.progress((base + f) / units), ctrl)
-            })?;
-            computed.push(data);
-            ctrl.progress((base + 1.0) / units);
-        }
+        let computed = tile_chunks(
+            cache,
+            req,
+            &plan,
+            (ti, tile),
+            &params,
+            &prints,
+            Sources::Device(&planes),
+            ctrl,
+        )?;
         let denoised = |f: i64| -> Result<Tensor> {
             computed
                 .iter()
@@ -673,6 +643,48 @@ fn fingerprint(p: &Tensor) -> Result<blake3::Hash> {
     Ok(h.finalize())
 }
 
+/// Every chunk of tile `ti` of the plan, from the cache or computed: `params`, `hashes` and
+/// `planes` are the tile's, for every frame the plan reads.
+#[allow(clippy::too_many_arguments)]
+fn tile_chunks(
+    cache: &ChunkCache,
+    req: &Request,
+    plan: &Plan,
+    (ti, tile): (usize, &Rect),
+    params: &[FrameParams],
+    hashes: &[blake3::Hash],
+    planes: Sources<'_>,
+    ctrl: &dyn Control,
+) -> Result<Vec<Arc<ChunkData>>> {
+    let s = &req.settings;
+    let units = (plan.tiles.len() * plan.chunks.len()) as f64;
+    let mut computed = Vec::with_capacity(plan.chunks.len());
+    for (ci, chunk) in plan.chunks.iter().enumerate() {
+        let range = plan.at(chunk.first)..=plan.at(chunk.last);
+        let key = chunk_key(
+            s,
+            chunk,
+            tile,
+            &params[range.clone()],
+            &hashes[range.clone()],
+        );
+        let base = (ti * plan.chunks.len() + ci) as f64;
+        let data = cache.get_or_compute(key, || {
+            let job = ChunkJob {
+                s,
+                first: chunk.first,
+                tile,
+                planes: planes.slice(range.clone()),
+                params: &params[range],
+            };
+            job.compute(&|f| ctrl.progress((base + f) / units), ctrl)
+        })?;
+        computed.push(data);
+        ctrl.progress((base + 1.0) / units);
+    }
+    Ok(computed)
+}
+
 /// Adds a tile's planar result, weighted by the tile ramp, into the window accumulators.
 fn splat(
     grid: &TileGrid,
@@ -757,7 +769,15 @@ enum Sources<'a> {
     Device(&'a [Tensor]),
 }
 
-impl Sources<'_> {
+impl<'a> Sources<'a> {
+    /// The frames of `range`.
+    fn slice(&self, range: std::ops::RangeInclusive<usize>) -> Sources<'a> {
+        match *self {
+            Sources::Host(p) => Sources::Host(&p[range]),
+            Sources::Device(p) => Sources::Device(&p[range]),
+        }
+    }
+
     fn len(&self) -> usize {
         match self {
             Sources::Host(p) => p.len(),

@@ -197,15 +197,21 @@ fn render_window_does_not_matter() {
     {
         let part = render_on(&ChunkCache::new(1 << 30), &clip, 4, window);
         assert_eq!(part.rect, window);
-        for y in window.y0..window.y1 {
-            for x in window.x0..window.x1 {
-                for c in 0..3 {
-                    let (a, b) = (
-                        part.data[part.offset(x, y) + c],
-                        full.data[full.offset(x, y) + c],
-                    );
-                    assert_eq!(a.to_bits(), b.to_bits(), "{window:?} at ({x},{y},{c})");
-                }
+        assert_part_of(&part, &full);
+    }
+}
+
+/// Every pixel of `part` has the bytes of the same pixel of `whole`.
+fn assert_part_of(part: &RgbImage, whole: &RgbImage) {
+    let window = part.rect;
+    for y in window.y0..window.y1 {
+        for x in window.x0..window.x1 {
+            for c in 0..3 {
+                let (a, b) = (
+                    part.data[part.offset(x, y) + c],
+                    whole.data[whole.offset(x, y) + c],
+                );
+                assert_eq!(a.to_bits(), b.to_bits(), "{window:?} at ({x},{y},{c})");
             }
         }
     }
@@ -643,18 +649,7 @@ fn a_render_kept_on_the_device_is_the_same_in_any_order_window_and_cache_state()
     }
     let window = Rect::new(13, 7, 50, 41);
     let part = render_resident_on(&shared, &clip, 4, window);
-    let whole = render_resident_on(&shared, &clip, 4, BOUNDS);
-    for y in window.y0..window.y1 {
-        for x in window.x0..window.x1 {
-            for c in 0..3 {
-                let (a, b) = (
-                    part.data[part.offset(x, y) + c],
-                    whole.data[whole.offset(x, y) + c],
-                );
-                assert_eq!(a.to_bits(), b.to_bits(), "({x},{y},{c})");
-            }
-        }
-    }
+    assert_part_of(&part, &render_resident_on(&shared, &clip, 4, BOUNDS));
 }
 
 #[test]
