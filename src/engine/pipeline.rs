@@ -627,17 +627,28 @@ fn fingerprint(p: &Tensor) -> Result<blake3::Hash> {
     for d in p.dims() {
         h.update(&(*d as u64).to_le_bytes());
     }
-    let n = p.elem_count();
-    let x = p.flatten_all()?.to_dtype(DType::F64)?;
-    let i = Tensor::arange(0u32, n as u32, p.device())?.to_dtype(DType::F64)?;
-    for (rate, phase) in [
+    // The value's index i = row * width + column, from two short index vectors.
+    let width = p.dims().last().copied().unwrap_or(1).max(1);
+    let rows = p.elem_count() / width;
+    let index = |n: usize, scale: f64| -> Result<Tensor> {
+        Ok(Tensor::arange(0u32, n as u32, p.device())?
+            .to_dtype(DType::F64)?
+            .affine(scale, 0.0)?)
+    };
+    let i = index(rows, width as f64)?
+        .reshape((rows, 1))?
+        .broadcast_add(&index(width, 1.0)?.reshape((1, width))?)?;
+    let x = p.reshape((rows, width))?.to_dtype(DType::F64)?;
+    let sums = [
         (0.754_877_666_246_692_7, 0.1),
         (0.569_840_290_998_053_2, 0.3),
         (0.137_036_524_161_094_3, 0.7),
         (0.915_965_594_177_219, 0.9),
-    ] {
-        let w = i.affine(rate, phase)?.sin()?;
-        let sum = (&x * &w)?.sum_all()?.to_scalar::<f64>()?;
+    ]
+    .iter()
+    .map(|&(rate, phase)| Ok((&x * i.affine(rate, phase)?.sin()?)?.sum_all()?))
+    .collect::<Result<Vec<_>>>()?;
+    for sum in Tensor::stack(&sums, 0)?.to_vec1::<f64>()? {
         h.update(&sum.to_le_bytes());
     }
     Ok(h.finalize())
@@ -973,3 +984,35 @@ static MODEL_RUNS: Lazy<Semaphore> = Lazy::new(|| {
         cv: Condvar::new(),
     }
 });
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fingerprint_sees_a_one_step_change_of_any_value() {
+        let (h, w) = (40, 56);
+        let v: Vec<f32> = (0..3 * h * w)
+            .map(|i| 0.5 + 0.4 * ((i as f32) * 0.37).sin())
+            .collect();
+        let of = |v: &[f32]| fingerprint(&Tensor::from_slice(v, (3, h, w), &Device::Cpu).unwrap());
+        let base = of(&v).unwrap();
+        assert_eq!(
+            of(&v).unwrap(),
+            base,
+            "the same plane, the same fingerprint"
+        );
+        for i in [0, 1, 777, w, 3 * h * w / 2, 3 * h * w - 1] {
+            let mut e = v.clone();
+            e[i] = f32::from_bits(e[i].to_bits() + 1);
+            assert_ne!(of(&e).unwrap(), base, "value {i} moved one step");
+        }
+        // Two values swapped: the same sum, another plane.
+        let mut e = v.clone();
+        e.swap(10, 11);
+        assert_ne!(of(&e).unwrap(), base);
+        // The same values in another shape.
+        let other = fingerprint(&Tensor::from_slice(&v, (3, w, h), &Device::Cpu).unwrap());
+        assert_ne!(other.unwrap(), base);
+    }
+}

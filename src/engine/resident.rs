@@ -306,12 +306,15 @@ struct Blocks {
     mask: Tensor,
     /// [B] pixels inside the image.
     pixels: Tensor,
-    /// [B, 64] indices of the pixels into the level's flattened image.
-    at: Tensor,
+    /// [B, 64] frame t's luma at the block's pixels.
+    a: Tensor,
 }
 
 impl Blocks {
-    fn new(ids: &[(usize, usize)], w: usize, h: usize, dev: &Device) -> Result<Blocks> {
+    /// The blocks `ids` of a level whose frame t luma is `a` ([h, w]).
+    fn new(ids: &[(usize, usize)], a: &Tensor) -> Result<Blocks> {
+        let (h, w) = a.dims2()?;
+        let dev = a.device();
         let m = BLOCK * BLOCK;
         let (mut xs, mut ys, mut mask, mut pixels, mut at) = (
             Vec::with_capacity(ids.len() * m),
@@ -337,48 +340,81 @@ impl Blocks {
             pixels.push(((x1 - x0) * (y1 - y0)) as f32);
         }
         let b = ids.len();
+        let at = Tensor::from_vec(at, b * m, dev)?;
         Ok(Blocks {
             x: Tensor::from_vec(xs, (b, m), dev)?,
             y: Tensor::from_vec(ys, (b, m), dev)?,
             mask: Tensor::from_vec(mask, (b, m), dev)?,
             pixels: Tensor::from_vec(pixels, b, dev)?,
-            at: Tensor::from_vec(at, (b, m), dev)?,
+            a: a.flatten_all()?.index_select(&at, 0)?.reshape((b, m))?,
+        })
+    }
+
+    /// Blocks `start..start + len` of the list.
+    fn narrow(&self, start: usize, len: usize) -> Result<Blocks> {
+        Ok(Blocks {
+            x: self.x.narrow(0, start, len)?,
+            y: self.y.narrow(0, start, len)?,
+            mask: self.mask.narrow(0, start, len)?,
+            pixels: self.pixels.narrow(0, start, len)?,
+            a: self.a.narrow(0, start, len)?,
         })
     }
 }
 
-/// One level of the search: frame t's luma `a` [h, w], the neighbours' `b` [K, h, w].
+/// One level of the search: the neighbours' luma `b` [K, h, w], and what every diagonal uses,
+/// made once on the device so that a diagonal is device work alone.
 struct Search<'a> {
-    a: &'a Tensor,
     b: &'a Tensor,
     w: usize,
     h: usize,
     charge: f32,
+    /// 0, w - 1 and h - 1 as scalars on the device (the clamps of the block coordinates).
+    zero: Tensor,
+    right: Tensor,
+    bottom: Tensor,
+    /// The +-1 refinement steps, [1, 1, 10, 2]: the current vector, then dy-major.
+    steps: Tensor,
+    /// `rank`'s tensors by candidate count.
+    ranks: std::cell::RefCell<Vec<(usize, Tensor)>>,
 }
 
-impl Search<'_> {
+impl<'a> Search<'a> {
+    fn new(b: &'a Tensor, charge: f32) -> Result<Search<'a>> {
+        let (_, h, w) = b.dims3()?;
+        let dev = b.device();
+        let mut steps = vec![0f32, 0.0];
+        for dy in -1..=1 {
+            for dx in -1..=1 {
+                steps.extend([dx as f32, dy as f32]);
+            }
+        }
+        Ok(Search {
+            b,
+            w,
+            h,
+            charge,
+            zero: Tensor::new(0f32, dev)?,
+            right: Tensor::new((w - 1) as f32, dev)?,
+            bottom: Tensor::new((h - 1) as f32, dev)?,
+            steps: Tensor::from_vec(steps, (1, 1, 10, 2), dev)?,
+            ranks: Default::default(),
+        })
+    }
+
     /// Cost of each candidate vector `cand` [K, B, C, 2] (dx, dy as f32) for the blocks `blk`,
     /// charged for its L1 distance from `prior` [K, B, 2]: [K, B, C].
     fn costs(&self, blk: &Blocks, cand: &Tensor, prior: &Tensor) -> Result<Tensor> {
         let (k, b, c, _) = cand.dims4()?;
         let m = BLOCK * BLOCK;
-        let a = self
-            .a
-            .flatten_all()?
-            .index_select(&blk.at.flatten_all()?, 0)?
-            .reshape((1, b, 1, m))?;
-        let dx = cand.narrow(3, 0, 1)?; // [K, B, C, 1]
-        let dy = cand.narrow(3, 1, 1)?;
-        let sx = blk
-            .x
-            .reshape((1, b, 1, m))?
-            .broadcast_add(&dx)?
-            .clamp(0f32, (self.w - 1) as f32)?;
-        let sy = blk
-            .y
-            .reshape((1, b, 1, m))?
-            .broadcast_add(&dy)?
-            .clamp(0f32, (self.h - 1) as f32)?;
+        let coord = |p: &Tensor, d: Tensor, hi: &Tensor| -> Result<Tensor> {
+            Ok(p.reshape((1, b, 1, m))?
+                .broadcast_add(&d)?
+                .broadcast_maximum(&self.zero)?
+                .broadcast_minimum(hi)?)
+        };
+        let sx = coord(&blk.x, cand.narrow(3, 0, 1)?, &self.right)?;
+        let sy = coord(&blk.y, cand.narrow(3, 1, 1)?, &self.bottom)?;
         let idx = (sy * self.w as f64)?
             .add(&sx)?
             .to_dtype(DType::U32)?
@@ -389,7 +425,7 @@ impl Search<'_> {
             .gather(&idx, 1)?
             .reshape((k, b, c, m))?;
         let ssd = bv
-            .broadcast_sub(&a)?
+            .broadcast_sub(&blk.a.reshape((1, b, 1, m))?)?
             .sqr()?
             .broadcast_mul(&blk.mask.reshape((1, b, 1, m))?)?
             .sum(3)?;
@@ -403,49 +439,55 @@ impl Search<'_> {
     fn best(&self, blk: &Blocks, cand: &Tensor, prior: &Tensor) -> Result<Tensor> {
         let cost = self.costs(blk, cand, prior)?;
         let (k, b, c, _) = cand.dims4()?;
-        let low = cost.min_keepdim(2)?.broadcast_as((k, b, c))?;
+        let cheapest = cost.eq(&cost.min_keepdim(2)?.broadcast_as((k, b, c))?)?;
         // Candidate i scores c - i where it is cheapest: the largest score is the first.
-        let rank = Tensor::arange(0u32, c as u32, cand.device())?
+        let first = cheapest
             .to_dtype(DType::F32)?
-            .affine(-1.0, c as f64)?;
-        let first = cost
-            .eq(&low)?
-            .to_dtype(DType::F32)?
-            .broadcast_mul(&rank)?
+            .broadcast_mul(&self.rank(c)?)?
             .argmax_keepdim(2)?; // [K, B, 1]
         let pick = first.unsqueeze(3)?.repeat((1, 1, 1, 2))?.contiguous()?;
         Ok(cand.contiguous()?.gather(&pick, 2)?.squeeze(2)?)
     }
 
+    /// c, c - 1, ..., 1 on the device, made once per candidate count.
+    fn rank(&self, c: usize) -> Result<Tensor> {
+        let mut ranks = self.ranks.borrow_mut();
+        if let Some((_, r)) = ranks.iter().find(|(n, _)| *n == c) {
+            return Ok(r.clone());
+        }
+        let r: Vec<f32> = (0..c).map(|i| (c - i) as f32).collect();
+        let r = Tensor::from_vec(r, c, self.b.device())?;
+        ranks.push((c, r.clone()));
+        Ok(r)
+    }
+
     /// +-1 refinement rounds around `best` [K, B, 2] (run to the end: a round that moves
     /// nothing leaves the next one nothing to move).
     fn refine(&self, blk: &Blocks, mut best: Tensor, prior: &Tensor) -> Result<Tensor> {
-        let mut steps = vec![0f32, 0.0];
-        for dy in -1..=1 {
-            for dx in -1..=1 {
-                steps.extend([dx as f32, dy as f32]);
-            }
-        }
-        let steps = Tensor::from_vec(steps, (1, 1, 10, 2), best.device())?;
         for _ in 0..REFINE_STEPS {
-            let cand = best.unsqueeze(2)?.broadcast_add(&steps)?;
+            let cand = best.unsqueeze(2)?.broadcast_add(&self.steps)?;
             best = self.best(blk, &cand, prior)?;
         }
         Ok(best)
     }
 }
 
-/// Block vectors [K, nx * ny, 2] (row-major) of one level, from the coarser level's field
-/// (`coarser`: the field and its block counts) or exhaustively at the coarsest.
-fn search_level(s: &Search, coarser: Option<(&Tensor, usize, usize)>) -> Result<Tensor> {
+/// Block vectors [K, nx * ny, 2] (row-major) of one level whose frame t luma is `a` [h, w],
+/// from the coarser level's field (`coarser`: the field and its block counts) or exhaustively
+/// at the coarsest.
+fn search_level(
+    s: &Search,
+    a: &Tensor,
+    coarser: Option<(&Tensor, usize, usize)>,
+) -> Result<Tensor> {
     let (nx, ny) = (s.w.div_ceil(BLOCK), s.h.div_ceil(BLOCK));
     let k = s.b.dim(0)?;
-    let dev = s.a.device();
+    let dev = a.device();
     let Some((field, cx, cy)) = coarser else {
         let ids: Vec<_> = (0..ny)
             .flat_map(|by| (0..nx).map(move |bx| (bx, by)))
             .collect();
-        let blk = Blocks::new(&ids, s.w, s.h, dev)?;
+        let blk = Blocks::new(&ids, a)?;
         let mut cand = vec![0f32, 0.0];
         for dy in -COARSE_RANGE..=COARSE_RANGE {
             for dx in -COARSE_RANGE..=COARSE_RANGE {
@@ -457,35 +499,47 @@ fn search_level(s: &Search, coarser: Option<(&Tensor, usize, usize)>) -> Result<
         let prior = Tensor::zeros((k, ids.len(), 2), DType::F32, dev)?;
         return s.best(&blk, &cand, &prior);
     };
+    // Everything the diagonals read, in diagonal order, made here once: each diagonal narrows
+    // it. The blocks of diagonal d have rows `by` from d - (nx - 1) up, and bx = d - by.
+    let diagonals: Vec<(usize, usize)> = (0..nx + ny - 1)
+        .map(|d| (d.saturating_sub(nx - 1), d.min(ny - 1)))
+        .collect();
+    let ids: Vec<(usize, usize)> = diagonals
+        .iter()
+        .enumerate()
+        .flat_map(|(d, &(r0, r1))| (r0..=r1).map(move |by| (d - by, by)))
+        .collect();
+    let blocks = Blocks::new(&ids, a)?;
     let at = |bx: usize, by: usize| (by.min(cy - 1) * cx + bx.min(cx - 1)) as u32;
-    // The coarser field with a zero vector appended: the stand-in for a missing left or above.
-    let mut prev = Tensor::zeros((k, 1, 2), DType::F32, dev)?;
-    let mut diagonals = Vec::with_capacity(nx + ny);
-    let mut order = Vec::with_capacity(nx * ny);
-    for d in 0..nx + ny - 1 {
-        let rows: Vec<usize> = (d.saturating_sub(nx - 1)..=d.min(ny - 1)).collect();
-        let ids: Vec<(usize, usize)> = rows.iter().map(|&by| (d - by, by)).collect();
-        let blk = Blocks::new(&ids, s.w, s.h, dev)?;
-        let b = ids.len();
-        // Parent candidates, in the scalar search's order.
-        let mut parents = Vec::with_capacity(5 * b);
-        for &(bx, by) in &ids {
-            let (px, py) = (bx / 2, by / 2);
-            parents.extend([
-                at(px, py),
-                at(px.saturating_sub(1), py),
-                at(px + 1, py),
-                at(px, py.saturating_sub(1)),
-                at(px, py + 1),
-            ]);
-        }
-        let parents = Tensor::from_vec(parents, 5 * b, dev)?;
-        let parents = (field.index_select(&parents, 1)?.reshape((k, b, 5, 2))? * 2.0)?;
-        let prior = parents.narrow(2, 0, 1)?.squeeze(2)?;
-        // Left and above: both on the previous diagonal (its last row is the zero stand-in).
-        let (p0, plen) = (d.saturating_sub(nx), prev.dim(1)? - 1);
-        let mut near = Vec::with_capacity(2 * b);
-        for &(bx, by) in &ids {
+    let mut parents = Vec::with_capacity(5 * ids.len());
+    for &(bx, by) in &ids {
+        let (px, py) = (bx / 2, by / 2);
+        parents.extend([
+            at(px, py),
+            at(px.saturating_sub(1), py),
+            at(px + 1, py),
+            at(px, py.saturating_sub(1)),
+            at(px, py + 1),
+        ]);
+    }
+    let parents = Tensor::from_vec(parents, 5 * ids.len(), dev)?;
+    let parents = (field
+        .index_select(&parents, 1)?
+        .reshape((k, ids.len(), 5, 2))?
+        * 2.0)?;
+    // Left and above lie on the previous diagonal, indexed among its blocks; a missing one
+    // reads the zero row appended after them.
+    let mut near = Vec::with_capacity(2 * ids.len());
+    for (d, &(r0, r1)) in diagonals.iter().enumerate() {
+        let (p0, plen) = match d {
+            0 => (0, 0),
+            _ => (
+                diagonals[d - 1].0,
+                diagonals[d - 1].1 + 1 - diagonals[d - 1].0,
+            ),
+        };
+        for by in r0..=r1 {
+            let bx = d - by;
             near.push(if bx > 0 {
                 (by - p0) as u32
             } else {
@@ -497,23 +551,40 @@ fn search_level(s: &Search, coarser: Option<(&Tensor, usize, usize)>) -> Result<
                 plen as u32
             });
         }
-        let near = Tensor::from_vec(near, 2 * b, dev)?;
-        let near = prev.index_select(&near, 1)?.reshape((k, b, 2, 2))?;
-        let zero = Tensor::zeros((k, b, 1, 2), DType::F32, dev)?;
-        let cand = Tensor::cat(&[&zero, &parents, &near], 2)?;
+    }
+    let near = Tensor::from_vec(near, 2 * ids.len(), dev)?;
+    let longest = diagonals
+        .iter()
+        .map(|&(r0, r1)| r1 + 1 - r0)
+        .max()
+        .unwrap_or(1);
+    let zeros = Tensor::zeros((k, longest, 1, 2), DType::F32, dev)?;
+    let zero_row = zeros.narrow(1, 0, 1)?.squeeze(2)?.contiguous()?;
+    let mut prev = zero_row.clone();
+    let mut found = Vec::with_capacity(diagonals.len());
+    let mut start = 0;
+    for &(r0, r1) in &diagonals {
+        let b = r1 + 1 - r0;
+        let blk = blocks.narrow(start, b)?;
+        let parents = parents.narrow(1, start, b)?;
+        let prior = parents.narrow(2, 0, 1)?.squeeze(2)?;
+        let near = prev
+            .index_select(&near.narrow(0, 2 * start, 2 * b)?, 1)?
+            .reshape((k, b, 2, 2))?;
+        let cand = Tensor::cat(&[&zeros.narrow(1, 0, b)?, &parents, &near], 2)?;
         let best = s.best(&blk, &cand, &prior)?;
         let best = s.refine(&blk, best, &prior)?;
-        prev = Tensor::cat(&[&best, &Tensor::zeros((k, 1, 2), DType::F32, dev)?], 1)?;
-        order.extend(ids.iter().map(|&(bx, by)| by * nx + bx));
-        diagonals.push(best);
+        prev = Tensor::cat(&[&best, &zero_row], 1)?;
+        found.push(best);
+        start += b;
     }
     // Back to raster order.
-    let mut raster = vec![0u32; order.len()];
-    for (i, &r) in order.iter().enumerate() {
-        raster[r] = i as u32;
+    let mut raster = vec![0u32; ids.len()];
+    for (i, &(bx, by)) in ids.iter().enumerate() {
+        raster[by * nx + bx] = i as u32;
     }
     let raster = Tensor::from_vec(raster, nx * ny, dev)?;
-    Ok(Tensor::cat(&diagonals, 1)?.index_select(&raster, 1)?)
+    Ok(Tensor::cat(&found, 1)?.index_select(&raster, 1)?)
 }
 
 /// [`super::motion::align_all`] on tensors: every neighbour ([3, h, w] each) moved onto
@@ -537,14 +608,12 @@ pub fn align_all(
     let mut field: Option<(Tensor, usize, usize)> = None;
     for (la, lb) in a.iter().zip(&b).rev() {
         let (_, lh, lw) = la.dims3()?;
-        let s = Search {
-            a: &la.squeeze(0)?,
-            b: lb,
-            w: lw,
-            h: lh,
-            charge,
-        };
-        let f = search_level(&s, field.as_ref().map(|(f, x, y)| (f, *x, *y)))?;
+        let s = Search::new(lb, charge)?;
+        let f = search_level(
+            &s,
+            &la.squeeze(0)?,
+            field.as_ref().map(|(f, x, y)| (f, *x, *y)),
+        )?;
         field = Some((f, lw.div_ceil(BLOCK), lh.div_ceil(BLOCK)));
     }
     let (field, nx, _) = field.expect("one level at least");
