@@ -623,6 +623,36 @@ fn a_render_kept_on_the_device_matches_the_host_render() {
             );
         }
     }
+    // Other radii, tile sizes, a proxy scale and noise clipped at both ends whatever the values.
+    let clip = Clip::new(|_| FrameParams {
+        noise_level: 0.05,
+        strength: 0.0,
+        ..FrameParams::default()
+    });
+    for (radius, tile_size, render_scale, clipping) in [
+        (0, 64, 1.0, NoiseClipping::Clipped),
+        (2, 48, 0.5, NoiseClipping::Auto),
+    ] {
+        let mut req = request(3, Rect::new(5, 9, 90, 60));
+        req.settings = Settings {
+            radius,
+            tile_size,
+            render_scale,
+            clipping,
+            ..settings()
+        };
+        let host = render_with(&ChunkCache::new(1 << 30), &req, &clip, &NoControl).unwrap();
+        let out = render_resident(&ChunkCache::new(1 << 30), &req, &clip, &NoControl).unwrap();
+        let device = RgbImage {
+            rect: host.rect,
+            data: out.flatten_all().unwrap().to_vec1().unwrap(),
+        };
+        let (worst, psnr) = compare(&host, &device);
+        assert!(
+            worst < 1e-5 && psnr > 120.0,
+            "radius {radius}, tiles {tile_size}: off by {worst} ({psnr:.1} dB)"
+        );
+    }
     // Identity: the sources themselves, sanitised alike.
     let off = Clip::new(|_| FrameParams {
         mix: 0.0,
