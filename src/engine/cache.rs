@@ -149,16 +149,23 @@ impl ChunkCache {
     /// An automatic budget grows to hold it with half as much again to spare (for frames rendered
     /// in parallel), up to its ceiling; a budget that stays smaller says so in the log, once.
     pub fn need(&self, bytes: usize) {
+        self.need_within(bytes, None)
+    }
+
+    /// [`ChunkCache::need`] for chunks kept on a GPU of `gpu` bytes: the automatic budget grows
+    /// no further than a quarter of it (the model and its activations need the rest).
+    pub fn need_within(&self, bytes: usize, gpu: Option<usize>) {
         let want = bytes.saturating_add(bytes / 2);
         if let Some((_, ceiling)) = self.auto {
-            self.budget.fetch_max(want.min(ceiling), Ordering::Relaxed);
+            let cap = gpu.map_or(ceiling, |g| ceiling.min(g / 4));
+            self.budget.fetch_max(want.min(cap), Ordering::Relaxed);
         }
         if want > self.budget.load(Ordering::Relaxed) && !self.warned.swap(true, Ordering::Relaxed)
         {
-            let which = if self.auto.is_some() {
-                "the automatic ceiling, a quarter of this machine's memory"
-            } else {
-                "VDIFF_CACHE_MB"
+            let which = match (self.auto.is_some(), gpu.is_some()) {
+                (true, false) => "the automatic ceiling, a quarter of this machine's memory",
+                (true, true) => "the automatic ceiling, a quarter of the GPU's memory",
+                (false, _) => "VDIFF_CACHE_MB",
             };
             log::warn!(
                 "the chunk cache budget ({} MB, {which}) is below the {} MB these renders reuse: \
@@ -348,6 +355,12 @@ mod tests {
         assert_eq!(capped.stats().budget, 5 * one);
         capped.purge();
         assert_eq!(capped.stats().budget, 2 * one);
+        // Chunks kept on a GPU grow it to a quarter of the GPU's memory at most.
+        let gpu = ChunkCache::automatic(2 * one, 100 * one);
+        gpu.need_within(8 * one, Some(12 * one));
+        assert_eq!(gpu.stats().budget, 3 * one);
+        gpu.need_within(8 * one, Some(400 * one));
+        assert_eq!(gpu.stats().budget, 12 * one);
         // Four entries fit the grown budget and none is evicted; the fixed one keeps two.
         for cache in [&auto, &fixed] {
             for i in 0..4 {

@@ -300,7 +300,11 @@ impl Plan {
             .map(|r| r.area() * 3 * std::mem::size_of::<f32>())
             .sum();
         let chunk_frames: usize = chunks.iter().map(|c| (c.last - c.first + 1) as usize).sum();
-        cache.need(frame_bytes * chunk_frames);
+        let gpu = match keeps_frames_on(s.model.device()) {
+            true => crate::model::device::gpu_memory(s.model.device()),
+            false => None,
+        };
+        cache.need_within(frame_bytes * chunk_frames, gpu);
         // The window's sources are read either way: Noise Clipping Auto looks at all of them.
         let f0 = chunks.iter().map(|c| c.first).fold(wa, i64::min);
         let f1 = chunks.iter().map(|c| c.last).fold(wb, i64::max);

@@ -118,6 +118,15 @@ pub fn resolve(choice: DeviceChoice) -> Result<(Device, DType)> {
     }
 }
 
+/// Total memory of a GPU, where this build can read it (CUDA); None for the CPU and elsewhere.
+pub fn gpu_memory(device: &Device) -> Option<usize> {
+    match device {
+        #[cfg(feature = "cuda")]
+        Device::Cuda(cd) => cd.cuda_stream().context().total_mem().ok(),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
