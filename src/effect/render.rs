@@ -226,7 +226,12 @@ fn render_on_device(
             candle_core::Tensor::cat(&[&rgb, &alpha], 2)?
         }
     };
-    out.write_tensor(window, &pixels)
+    // As `write_window` writes floats: nothing non-finite (NaN 0, infinities the largest finite).
+    let finite = pixels
+        .eq(&pixels)?
+        .where_cond(&pixels, &pixels.zeros_like()?)?
+        .clamp(f32::MIN, f32::MAX)?;
+    out.write_tensor(window, &finite)
 }
 
 /// The source's alpha over `window` as [h, w, 1] on `device`, as `write_window` takes it: the
