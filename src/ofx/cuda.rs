@@ -276,6 +276,10 @@ pub fn to_tensor(
     // SAFETY: an uninitialised device buffer, filled whole before it is read.
     let slice = unsafe { cd.alloc::<f32>(w * h * comps)? };
     let own = cd.cuda_stream();
+    // The buffer may come from the model's stream-ordered pool: it exists for another stream
+    // once that stream has got this far.
+    own.synchronize()
+        .map_err(|e| Error::Device(format!("CUDA render: allocating a source buffer ({e})")))?;
     {
         let (dst, _read) = slice.device_ptr(&own);
         in_context(first, || {
