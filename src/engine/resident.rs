@@ -21,21 +21,23 @@ use super::smooth::{PATCH_RADIUS, WIENER_STRIDE};
 use super::wiener::{origins, Basis, N};
 use crate::Result;
 
-/// Noise Clipping's ends for the window's source frames (each [3, h, w] on the device); only two
-/// counts come back to the host.
+/// Noise Clipping's ends for the window's source frames (each [3, h, w] on the device); only
+/// the counts come back to the host, in one copy.
 pub fn clipping_ends(mode: NoiseClipping, sources: &[Tensor]) -> Result<Clipping> {
-    if mode != NoiseClipping::Auto {
+    if mode != NoiseClipping::Auto || sources.is_empty() {
         return Ok(mode.ends(&[]));
     }
-    let count = |mask: Tensor| -> Result<usize> {
-        Ok(mask.to_dtype(DType::U32)?.sum_all()?.to_scalar::<u32>()? as usize)
-    };
-    let (mut total, mut below, mut above) = (0, 0, 0);
+    let count = |mask: Tensor| -> Result<Tensor> { Ok(mask.to_dtype(DType::U32)?.sum_all()?) };
+    let mut counts = Vec::with_capacity(2 * sources.len());
     for s in sources {
-        total += s.elem_count();
-        below += count(s.lt(-RANGE_SLACK)?)?;
-        above += count(s.gt(1.0 + RANGE_SLACK)?)?;
+        counts.push(count(s.lt(-RANGE_SLACK)?)?);
+        counts.push(count(s.gt(1.0 + RANGE_SLACK)?)?);
     }
+    let counts = Tensor::stack(&counts, 0)?.to_vec1::<u32>()?;
+    let total = sources.iter().map(|s| s.elem_count()).sum();
+    let (below, above) = counts
+        .chunks_exact(2)
+        .fold((0, 0), |(b, a), c| (b + c[0] as usize, a + c[1] as usize));
     Ok(Clipping::from_counts(total, below, above))
 }
 
