@@ -530,7 +530,7 @@ pub fn render_resident(
             .iter()
             .map(|src| cut(src, &region, tile))
             .collect::<Result<Vec<_>>>()?;
-        let prints = planes.iter().map(fingerprint).collect::<Result<Vec<_>>>()?;
+        let prints = fingerprints(&planes)?;
         let computed = tile_chunks(
             cache,
             req,
@@ -619,43 +619,66 @@ pub fn render_resident(
     Ok(out.permute((1, 2, 0))?.contiguous()?)
 }
 
-/// A content fingerprint of a plane on the device, for the chunk key, with only 32 bytes coming
-/// back: four sums of its values in f64 under fixed pseudo-random weights (`sin` of the index at
-/// incommensurate rates), hashed with the shape. Any change of a value moves every sum by far
-/// more than its rounding (an f32 step of a value near 1 is 1e-7, the sums' rounding about 1e-9
-/// at 4K), so an edit upstream is never served a stale chunk; the same plane on the same
-/// device always gives the same fingerprint.
-fn fingerprint(p: &Tensor) -> Result<blake3::Hash> {
-    let mut h = blake3::Hasher::new();
-    h.update(b"vdiff-device-fingerprint-v1");
-    for d in p.dims() {
-        h.update(&(*d as u64).to_le_bytes());
+/// Content fingerprints of planes on the device, for the chunk keys, with only 32 bytes per
+/// plane coming back, all in one copy: four sums of each plane's values in f64 under fixed
+/// pseudo-random weights (`sin` of the index at incommensurate rates), hashed with the shape. Any
+/// change of a value moves every sum by far more than its rounding (an f32 step of a value near 1
+/// is 1e-7, the sums' rounding about 1e-9 at 4K), so an edit upstream is never served a stale
+/// chunk; the same plane on the same device always gives the same fingerprint. The weights are
+/// made once per shape (a tile's planes share one).
+fn fingerprints(planes: &[Tensor]) -> Result<Vec<blake3::Hash>> {
+    let Some(first) = planes.first() else {
+        return Ok(Vec::new());
+    };
+    let dims = first.dims();
+    if planes.iter().any(|p| p.dims() != dims) {
+        return planes
+            .iter()
+            .map(|p| Ok(fingerprints(std::slice::from_ref(p))?[0]))
+            .collect();
     }
     // The value's index i = row * width + column, from two short index vectors.
-    let width = p.dims().last().copied().unwrap_or(1).max(1);
-    let rows = p.elem_count() / width;
+    let width = dims.last().copied().unwrap_or(1).max(1);
+    let rows = first.elem_count() / width;
     let index = |n: usize, scale: f64| -> Result<Tensor> {
-        Ok(Tensor::arange(0u32, n as u32, p.device())?
+        Ok(Tensor::arange(0u32, n as u32, first.device())?
             .to_dtype(DType::F64)?
             .affine(scale, 0.0)?)
     };
     let i = index(rows, width as f64)?
         .reshape((rows, 1))?
         .broadcast_add(&index(width, 1.0)?.reshape((1, width))?)?;
-    let x = p.reshape((rows, width))?.to_dtype(DType::F64)?;
-    let sums = [
+    let weights = [
         (0.754_877_666_246_692_7, 0.1),
         (0.569_840_290_998_053_2, 0.3),
         (0.137_036_524_161_094_3, 0.7),
         (0.915_965_594_177_219, 0.9),
     ]
     .iter()
-    .map(|&(rate, phase)| Ok((&x * i.affine(rate, phase)?.sin()?)?.sum_all()?))
+    .map(|&(rate, phase)| Ok(i.affine(rate, phase)?.sin()?))
     .collect::<Result<Vec<_>>>()?;
-    for sum in Tensor::stack(&sums, 0)?.to_vec1::<f64>()? {
-        h.update(&sum.to_le_bytes());
+    let mut sums = Vec::with_capacity(weights.len() * planes.len());
+    for p in planes {
+        let x = p.reshape((rows, width))?.to_dtype(DType::F64)?;
+        for w in &weights {
+            sums.push((&x * w)?.sum_all()?);
+        }
     }
-    Ok(h.finalize())
+    let sums = Tensor::stack(&sums, 0)?.to_vec1::<f64>()?;
+    Ok(sums
+        .chunks_exact(weights.len())
+        .map(|plane| {
+            let mut h = blake3::Hasher::new();
+            h.update(b"vdiff-device-fingerprint-v1");
+            for d in dims {
+                h.update(&(*d as u64).to_le_bytes());
+            }
+            plane.iter().for_each(|v| {
+                h.update(&v.to_le_bytes());
+            });
+            h.finalize()
+        })
+        .collect())
 }
 
 /// Every chunk of tile `ti` of the plan, from the cache or computed: `params`, `hashes` and
@@ -999,7 +1022,8 @@ mod tests {
         let v: Vec<f32> = (0..3 * h * w)
             .map(|i| 0.5 + 0.4 * ((i as f32) * 0.37).sin())
             .collect();
-        let of = |v: &[f32]| fingerprint(&Tensor::from_slice(v, (3, h, w), &Device::Cpu).unwrap());
+        let one = |t: Tensor| fingerprints(&[t]).map(|f| f[0]);
+        let of = |v: &[f32]| one(Tensor::from_slice(v, (3, h, w), &Device::Cpu).unwrap());
         let base = of(&v).unwrap();
         assert_eq!(
             of(&v).unwrap(),
@@ -1016,7 +1040,16 @@ mod tests {
         e.swap(10, 11);
         assert_ne!(of(&e).unwrap(), base);
         // The same values in another shape.
-        let other = fingerprint(&Tensor::from_slice(&v, (3, w, h), &Device::Cpu).unwrap());
+        let other = one(Tensor::from_slice(&v, (3, w, h), &Device::Cpu).unwrap());
         assert_ne!(other.unwrap(), base);
+        // Planes taken together get the fingerprints each gets alone, whatever their shapes.
+        let planes = [
+            Tensor::from_slice(&v, (3, h, w), &Device::Cpu).unwrap(),
+            Tensor::from_slice(&e, (3, h, w), &Device::Cpu).unwrap(),
+            Tensor::from_slice(&v, (3, w, h), &Device::Cpu).unwrap(),
+        ];
+        let alone: Vec<_> = planes.iter().map(|p| one(p.clone()).unwrap()).collect();
+        assert_eq!(fingerprints(&planes[..2]).unwrap(), alone[..2]);
+        assert_eq!(fingerprints(&planes).unwrap(), alone);
     }
 }
