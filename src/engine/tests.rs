@@ -560,8 +560,13 @@ fn smoothing_crosses_chunk_edges_and_is_skipped_without_it() {
 
 /// A render of `window` kept on the model's device, brought back as an image to compare.
 fn render_resident_on(cache: &ChunkCache, clip: &Clip, t: i64, window: Rect) -> RgbImage {
-    let out = render_resident(cache, &request(t, window), clip, &NoControl).expect("render");
-    let window = window.intersect(&BOUNDS);
+    resident_image(cache, &request(t, window), clip)
+}
+
+/// `render_resident` of `req`, checked for its shape and brought back as an image.
+fn resident_image(cache: &ChunkCache, req: &Request, clip: &Clip) -> RgbImage {
+    let out = render_resident(cache, req, clip, &NoControl).expect("render");
+    let window = req.window.intersect(&req.bounds);
     assert_eq!(
         out.dims(),
         [window.height() as usize, window.width() as usize, 3]
@@ -569,6 +574,17 @@ fn render_resident_on(cache: &ChunkCache, clip: &Clip, t: i64, window: Rect) -> 
     let mut img = RgbImage::new(window);
     img.data = out.flatten_all().unwrap().to_vec1().unwrap();
     img
+}
+
+/// The host and device renders of `req`, each with a cold cache, agree to float rounding.
+fn assert_device_agrees(req: &Request, clip: &Clip, what: &str) {
+    let host = render_with(&ChunkCache::new(1 << 30), req, clip, &NoControl).expect("render");
+    let device = resident_image(&ChunkCache::new(1 << 30), req, clip);
+    let (worst, psnr) = compare(&host, &device);
+    assert!(
+        worst < 1e-5 && psnr > 120.0,
+        "{what}: off by {worst} ({psnr:.1} dB)"
+    );
 }
 
 /// Largest difference and PSNR (peak 1) of two renders of one window.
@@ -614,13 +630,8 @@ fn a_render_kept_on_the_device_matches_the_host_render() {
     ];
     for (name, clip) in &cases {
         for (t, window) in [(0, BOUNDS), (4, Rect::new(13, 7, 50, 41)), (7, BOUNDS)] {
-            let host = render_on(&ChunkCache::new(1 << 30), clip, t, window);
-            let device = render_resident_on(&ChunkCache::new(1 << 30), clip, t, window);
-            let (worst, psnr) = compare(&host, &device);
-            assert!(
-                worst < 1e-5 && psnr > 120.0,
-                "{name}, frame {t}, {window:?}: off by {worst} ({psnr:.1} dB)"
-            );
+            let what = format!("{name}, frame {t}, {window:?}");
+            assert_device_agrees(&request(t, window), clip, &what);
         }
     }
     // Other radii, tile sizes, a proxy scale and noise clipped at both ends whatever the values.
@@ -641,17 +652,7 @@ fn a_render_kept_on_the_device_matches_the_host_render() {
             clipping,
             ..settings()
         };
-        let host = render_with(&ChunkCache::new(1 << 30), &req, &clip, &NoControl).unwrap();
-        let out = render_resident(&ChunkCache::new(1 << 30), &req, &clip, &NoControl).unwrap();
-        let device = RgbImage {
-            rect: host.rect,
-            data: out.flatten_all().unwrap().to_vec1().unwrap(),
-        };
-        let (worst, psnr) = compare(&host, &device);
-        assert!(
-            worst < 1e-5 && psnr > 120.0,
-            "radius {radius}, tiles {tile_size}: off by {worst} ({psnr:.1} dB)"
-        );
+        assert_device_agrees(&req, &clip, &format!("radius {radius}, tiles {tile_size}"));
     }
     // Identity: the sources themselves, sanitised alike.
     let off = Clip::new(|_| FrameParams {
