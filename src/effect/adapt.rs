@@ -60,12 +60,19 @@ pub struct HostFrames<'a> {
     pub fallback: FrameParams,
 }
 
+impl HostFrames<'_> {
+    /// The source image of frame t that covers `rect` (pixels at the render scale).
+    fn source_image(&self, t: i64, rect: Rect) -> Result<crate::ofx::Image<'_>> {
+        let region: RectD = to_canonical(rect, self.scale, self.source.pixel_aspect_ratio());
+        self.source.image(t as f64, Some(region))
+    }
+}
+
 impl Frames for HostFrames<'_> {
     /// Source pixels of frame t over `rect` (pixels at the render scale). The host image is
     /// released before returning; in a CUDA render only `rect` is copied from the device.
     fn fetch(&self, t: i64, rect: Rect) -> Result<RgbImage> {
-        let region: RectD = to_canonical(rect, self.scale, self.source.pixel_aspect_ratio());
-        let img = self.source.image(t as f64, Some(region))?;
+        let img = self.source_image(t, rect)?;
         Ok(read_rgb(&img.read(rect)?.pixels()?, rect))
     }
 
@@ -77,17 +84,14 @@ impl Frames for HostFrames<'_> {
         rect: Rect,
         device: &candle_core::Device,
     ) -> Result<candle_core::Tensor> {
+        let img = self.source_image(t, rect)?;
         #[cfg(feature = "cuda")]
-        {
-            let region: RectD = to_canonical(rect, self.scale, self.source.pixel_aspect_ratio());
-            let img = self.source.image(t as f64, Some(region))?;
-            if let Some(px) = img.to_tensor(rect, device)? {
-                return Ok(px.narrow(2, 0, 3)?.contiguous()?);
-            }
+        if let Some(px) = img.to_tensor(rect, device)? {
+            return Ok(px.narrow(2, 0, 3)?.contiguous()?);
         }
-        let img = self.fetch(t, rect)?;
+        let rgb = read_rgb(&img.read(rect)?.pixels()?, rect);
         let (w, h) = (rect.width() as usize, rect.height() as usize);
-        Ok(candle_core::Tensor::from_vec(img.data, (h, w, 3), device)?)
+        Ok(candle_core::Tensor::from_vec(rgb.data, (h, w, 3), device)?)
     }
 
     fn params(&self, t: i64) -> FrameParams {
