@@ -95,7 +95,12 @@ pub fn varmap_id(varmap: &VarMap, cfg: &UNetConfig) -> Result<String> {
 pub fn to_bytes(varmap: &VarMap, cfg: &UNetConfig) -> Result<Vec<u8>> {
     cfg.validate()
         .map_err(|m| Error::param("model config", m))?;
-    let views = varmap_views(varmap)?;
+    serialize(cfg, &varmap_views(varmap)?)
+}
+
+/// A model file's bytes from its config and its tensors (sorted by name): the tensor table is
+/// checked against the config first.
+fn serialize(cfg: &UNetConfig, views: &[(String, F32View)]) -> Result<Vec<u8>> {
     check_tensors(
         cfg,
         views
@@ -111,15 +116,78 @@ pub fn to_bytes(varmap: &VarMap, cfg: &UNetConfig) -> Result<Vec<u8>> {
         .map_err(|e| Error::Other(format!("cannot serialise the model: {e}")))
 }
 
+/// The tensor-by-tensor mean of model files of one config ("model soup": two fine-tunes of one
+/// model, averaged, keep much of what each gained), as the bytes of a model file. Each input is
+/// validated as `load_file` does; the sum runs in f64, so the result does not depend on the
+/// inputs' order beyond the last bit's rounding of f32.
+pub fn average_files(paths: &[&Path]) -> Result<Vec<u8>> {
+    let Some(first) = paths.first() else {
+        return Err(Error::param("models to average", "none given"));
+    };
+    let files = paths
+        .iter()
+        .map(|p| std::fs::read(p).map_err(|e| Error::model(p, format!("cannot read it ({e})"))))
+        .collect::<Result<Vec<_>>>()?;
+    let mut cfg = None;
+    let mut sums: Vec<(String, Vec<usize>, Vec<f64>)> = Vec::new();
+    for (bytes, path) in files.iter().zip(paths) {
+        let (c, st) = validated(bytes, path)?;
+        match &cfg {
+            None => cfg = Some(c),
+            Some(c0) if *c0 != c => {
+                return Err(Error::model(
+                    path,
+                    format!(
+                    "its config differs from {}'s: only models of one architecture can be averaged",
+                    first.display()
+                ),
+                ))
+            }
+            Some(_) => {}
+        }
+        let mut tensors = st.tensors();
+        tensors.sort_by(|a, b| a.0.cmp(&b.0));
+        if sums.is_empty() {
+            sums = tensors
+                .iter()
+                .map(|(n, v)| (n.clone(), v.shape().to_vec(), vec![0.0; v.data().len() / 4]))
+                .collect();
+        }
+        // One config, validated: the same names and shapes in every file.
+        for ((_, _, sum), (_, view)) in sums.iter_mut().zip(&tensors) {
+            for (acc, c) in sum.iter_mut().zip(view.data().chunks_exact(4)) {
+                *acc += f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+            }
+        }
+    }
+    let n = paths.len() as f64;
+    let views: Vec<(String, F32View)> = sums
+        .into_iter()
+        .map(|(name, shape, sum)| {
+            let bytes = sum
+                .iter()
+                .flat_map(|v| ((v / n) as f32).to_le_bytes())
+                .collect();
+            (name, F32View { shape, bytes })
+        })
+        .collect();
+    serialize(&cfg.expect("at least one file was read"), &views)
+}
+
 /// Writes `varmap` and `cfg` to `path` (safetensors, metadata `vdiff.config` and
 /// `vdiff.format`). Writes a temporary file beside it and renames it, so a reader never sees
 /// half a model.
 pub fn save(varmap: &VarMap, cfg: &UNetConfig, path: &Path) -> Result<()> {
-    let bytes = to_bytes(varmap, cfg)?;
+    write_file(&to_bytes(varmap, cfg)?, path)
+}
+
+/// Writes a model file's bytes to `path` through a temporary file beside it and a rename, so a
+/// reader never sees half a model.
+pub fn write_file(bytes: &[u8], path: &Path) -> Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".partial");
     let tmp = std::path::PathBuf::from(tmp);
-    std::fs::write(&tmp, &bytes)
+    std::fs::write(&tmp, bytes)
         .map_err(|e| Error::io(format!("writing model file {}", tmp.display()), e))?;
     std::fs::rename(&tmp, path)
         .map_err(|e| Error::io(format!("writing model file {}", path.display()), e))
@@ -178,20 +246,11 @@ fn describe_safetensors_error(e: &SafeTensorError) -> String {
     }
 }
 
-/// Validates and loads a model from safetensors bytes; errors name `origin`.
-pub(crate) fn load_bytes_from(
-    bytes: &[u8],
-    origin: &Path,
-    device: &Device,
-    dtype: DType,
-) -> Result<Model> {
+/// A model file's config and tensors, validated: a complete safetensors file, this build's
+/// format, a valid config, and every tensor the config implies with its shape and dtype. Errors
+/// name `origin`.
+fn validated<'a>(bytes: &'a [u8], origin: &Path) -> Result<(UNetConfig, SafeTensors<'a>)> {
     let fail = |msg: String| Error::model(origin, msg);
-    if !matches!(dtype, DType::F32 | DType::F16 | DType::BF16) {
-        return Err(fail(format!(
-            "cannot run a model in {dtype:?}; use F32, F16 or BF16"
-        )));
-    }
-
     // 1. The container: a complete safetensors file.
     let (_, meta) =
         SafeTensors::read_metadata(bytes).map_err(|e| fail(describe_safetensors_error(&e)))?;
@@ -220,14 +279,32 @@ pub(crate) fn load_bytes_from(
     let cfg = UNetConfig::from_json(json).map_err(fail)?;
 
     // 3. Every tensor present, with the shape and dtype the config implies.
-    let tensors = st.tensors();
     check_tensors(
         &cfg,
-        tensors
+        st.tensors()
             .iter()
             .map(|(n, v)| (n.as_str(), v.dtype(), v.shape())),
     )
     .map_err(fail)?;
+    Ok((cfg, st))
+}
+
+/// Validates and loads a model from safetensors bytes; errors name `origin`.
+pub(crate) fn load_bytes_from(
+    bytes: &[u8],
+    origin: &Path,
+    device: &Device,
+    dtype: DType,
+) -> Result<Model> {
+    let fail = |msg: String| Error::model(origin, msg);
+    if !matches!(dtype, DType::F32 | DType::F16 | DType::BF16) {
+        return Err(fail(format!(
+            "cannot run a model in {dtype:?}; use F32, F16 or BF16"
+        )));
+    }
+
+    let (cfg, st) = validated(bytes, origin)?;
+    let tensors = st.tensors();
 
     // 4. Build the network on the device, in the requested dtype.
     let id = content_id(
@@ -358,6 +435,69 @@ mod tests {
         let x = Tensor::from_vec(v, (3, 3, 24, 16), &Device::Cpu).unwrap();
         let s = Tensor::from_slice(&[0.1f32, 0.2, 0.3], 3, &Device::Cpu).unwrap();
         (x, s)
+    }
+
+    #[test]
+    fn average_is_the_mean_of_each_weight_and_refuses_other_architectures() {
+        let (cfg, a) = tiny();
+        let (b, _) = init_varmap(&cfg, 12, &Device::Cpu).unwrap();
+        let dir = std::env::temp_dir().join(format!("vdiff-avg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (pa, pb) = (dir.join("a.safetensors"), dir.join("b.safetensors"));
+        save(&a, &cfg, &pa).unwrap();
+        save(&b, &cfg, &pb).unwrap();
+
+        let bytes = average_files(&[&pa, &pb]).unwrap();
+        let model = load_bytes(&bytes, &Device::Cpu, DType::F32).unwrap();
+        assert_eq!(model.cfg(), &cfg);
+        let st = SafeTensors::deserialize(&bytes).unwrap();
+        let (va, vb) = (varmap_views(&a).unwrap(), varmap_views(&b).unwrap());
+        assert_eq!(st.tensors().len(), va.len());
+        let f32s = |b: &[u8]| -> Vec<f32> {
+            b.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        };
+        let mut differs = false;
+        for ((name, x), (_, y)) in va.iter().zip(&vb) {
+            let (x, y) = (f32s(&x.bytes), f32s(&y.bytes));
+            let avg = f32s(&st.tensor(name).unwrap().data().to_vec());
+            for ((x, y), m) in x.iter().zip(&y).zip(&avg) {
+                assert_eq!(*m, ((f64::from(*x) + f64::from(*y)) / 2.0) as f32, "{name}");
+                differs |= m != x;
+            }
+        }
+        assert!(differs, "the average equals one input");
+        // A model averaged with itself is itself, to the bit.
+        let same = load_bytes(
+            &average_files(&[&pa, &pa]).unwrap(),
+            &Device::Cpu,
+            DType::F32,
+        );
+        let original = Model::from_varmap(&a, &cfg, &Device::Cpu).unwrap();
+        assert_eq!(same.unwrap().id(), original.id());
+
+        // Another architecture: refused, naming the file.
+        let other = UNetConfig {
+            emb_dim: cfg.emb_dim * 2,
+            ..cfg.clone()
+        };
+        let (c, _) = init_varmap(&other, 13, &Device::Cpu).unwrap();
+        let pc = dir.join("c.safetensors");
+        save(&c, &other, &pc).unwrap();
+        let err = average_files(&[&pa, &pc]).unwrap_err().to_string();
+        assert!(
+            err.contains("c.safetensors") && err.contains("config differs"),
+            "{err}"
+        );
+        // Nothing to average, or a file that is not a model: clear errors.
+        assert!(average_files(&[]).is_err());
+        std::fs::write(dir.join("junk.safetensors"), b"not a model").unwrap();
+        let err = average_files(&[&pa, &dir.join("junk.safetensors")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("junk.safetensors"), "{err}");
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

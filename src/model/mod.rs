@@ -29,7 +29,10 @@ pub mod unet;
 pub use config::UNetConfig;
 pub use device::{gpu_compiled, resolve, DeviceChoice};
 pub use init::{init_varmap, param_specs, ParamSpec};
-pub use io::{load_bytes, load_file, save, to_bytes, varmap_id, CONFIG_KEY, FORMAT, FORMAT_KEY};
+pub use io::{
+    average_files, load_bytes, load_file, save, to_bytes, varmap_id, write_file, CONFIG_KEY,
+    FORMAT, FORMAT_KEY,
+};
 pub use precond::{loss, Edm, Model, Scalings, DATA_OFFSET};
 pub use registry::{builtin_bytes, clear, get, load_count, ModelSource};
 pub use unet::{Kernels, VideoUNet};

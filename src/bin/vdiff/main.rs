@@ -19,6 +19,7 @@ macro_rules! outln {
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod analyze;
+mod average;
 mod bench;
 mod bundle;
 mod cli_common;
@@ -57,6 +58,8 @@ enum Command {
     Prepare(prepare::Args),
     /// Train (or fine-tune) a denoising model on folders of frames.
     Train(train::Args),
+    /// Average model files of one architecture, weight by weight.
+    Average(average::Args),
     /// Score a sequence against its clean reference (PSNR, SSIM, flicker).
     Eval(eval::Args),
     /// Estimate the noise level of an image sequence (the plugin's Analyze Noise).
@@ -74,6 +77,7 @@ fn try_main() -> anyhow::Result<()> {
         Command::Bundle(a) => bundle::run(a),
         Command::Prepare(a) => prepare::run(a),
         Command::Train(a) => train::run(a),
+        Command::Average(a) => average::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Analyze(a) => analyze::run(a),
         Command::Bench(a) => bench::run(a),
