@@ -461,7 +461,7 @@ mod tests {
         let mut differs = false;
         for ((name, x), (_, y)) in va.iter().zip(&vb) {
             let (x, y) = (f32s(&x.bytes), f32s(&y.bytes));
-            let avg = f32s(&st.tensor(name).unwrap().data().to_vec());
+            let avg = f32s(st.tensor(name).unwrap().data());
             for ((x, y), m) in x.iter().zip(&y).zip(&avg) {
                 assert_eq!(*m, ((f64::from(*x) + f64::from(*y)) / 2.0) as f32, "{name}");
                 differs |= m != x;
