@@ -7,7 +7,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use safetensors::tensor::{Dtype, SafeTensorError, SafeTensors, View};
+use safetensors::tensor::{Dtype, SafeTensorError, SafeTensors, TensorView, View};
 
 use super::config::UNetConfig;
 use super::init::{param_specs, varmap_tensors};
@@ -42,16 +42,32 @@ impl View for &F32View {
     }
 }
 
+impl F32View {
+    /// `t`, converted to f32, as little-endian bytes.
+    fn of(t: &Tensor) -> Result<Self> {
+        let values = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        Ok(F32View {
+            shape: t.dims().to_vec(),
+            bytes: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        })
+    }
+}
+
+/// A stored f32 tensor (a validated model file's or a checkpoint's) as a tensor on `device`.
+pub(crate) fn f32_tensor(view: &TensorView<'_>, device: &Device) -> Result<Tensor> {
+    Ok(Tensor::from_raw_buffer(
+        view.data(),
+        DType::F32,
+        view.shape(),
+        device,
+    )?)
+}
+
 /// The VarMap's tensors as f32 byte views, sorted by name.
 fn varmap_views(varmap: &VarMap) -> Result<Vec<(String, F32View)>> {
     let mut views = varmap_tensors(varmap)?
         .into_iter()
-        .map(|(name, t)| {
-            let shape = t.dims().to_vec();
-            let values = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-            let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-            Ok((name, F32View { shape, bytes }))
-        })
+        .map(|(name, t)| Ok((name, F32View::of(&t)?)))
         .collect::<Result<Vec<_>>>()?;
     views.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(views)
@@ -124,14 +140,13 @@ pub fn average_files(paths: &[&Path]) -> Result<Vec<u8>> {
     let Some(first) = paths.first() else {
         return Err(Error::param("models to average", "none given"));
     };
-    let files = paths
-        .iter()
-        .map(|p| std::fs::read(p).map_err(|e| Error::model(p, format!("cannot read it ({e})"))))
-        .collect::<Result<Vec<_>>>()?;
     let mut cfg = None;
-    let mut sums: Vec<(String, Vec<usize>, Vec<f64>)> = Vec::new();
-    for (bytes, path) in files.iter().zip(paths) {
-        let (c, st) = validated(bytes, path)?;
+    // Per tensor, sorted by name: the running sum in f64.
+    let mut sums: Vec<(String, Tensor)> = Vec::new();
+    for path in paths {
+        let bytes =
+            std::fs::read(path).map_err(|e| Error::model(path, format!("cannot read it ({e})")))?;
+        let (c, st) = validated(&bytes, path)?;
         match &cfg {
             None => cfg = Some(c),
             Some(c0) if *c0 != c => {
@@ -150,27 +165,24 @@ pub fn average_files(paths: &[&Path]) -> Result<Vec<u8>> {
         if sums.is_empty() {
             sums = tensors
                 .iter()
-                .map(|(n, v)| (n.clone(), v.shape().to_vec(), vec![0.0; v.data().len() / 4]))
-                .collect();
+                .map(|(n, v)| {
+                    Ok((
+                        n.clone(),
+                        Tensor::zeros(v.shape(), DType::F64, &Device::Cpu)?,
+                    ))
+                })
+                .collect::<Result<_>>()?;
         }
         // One config, validated: the same names and shapes in every file.
-        for ((_, _, sum), (_, view)) in sums.iter_mut().zip(&tensors) {
-            for (acc, c) in sum.iter_mut().zip(view.data().chunks_exact(4)) {
-                *acc += f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
-            }
+        for ((_, sum), (_, view)) in sums.iter_mut().zip(&tensors) {
+            *sum = sum.add(&f32_tensor(view, &Device::Cpu)?.to_dtype(DType::F64)?)?;
         }
     }
-    let n = paths.len() as f64;
-    let views: Vec<(String, F32View)> = sums
+    let n = Tensor::new(paths.len() as f64, &Device::Cpu)?;
+    let views = sums
         .into_iter()
-        .map(|(name, shape, sum)| {
-            let bytes = sum
-                .iter()
-                .flat_map(|v| ((v / n) as f32).to_le_bytes())
-                .collect();
-            (name, F32View { shape, bytes })
-        })
-        .collect();
+        .map(|(name, sum)| Ok((name, F32View::of(&sum.broadcast_div(&n)?)?)))
+        .collect::<Result<Vec<_>>>()?;
     serialize(&cfg.expect("at least one file was read"), &views)
 }
 
@@ -315,13 +327,7 @@ pub(crate) fn load_bytes_from(
     );
     let mut map = HashMap::with_capacity(tensors.len());
     for (name, view) in &tensors {
-        let values: Vec<f32> = view
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        let t = Tensor::from_vec(values, view.shape(), device)?.to_dtype(dtype)?;
-        map.insert(name.clone(), t);
+        map.insert(name.clone(), f32_tensor(view, device)?.to_dtype(dtype)?);
     }
     let vb = VarBuilder::from_tensors(map, dtype, device);
     Model::new(vb, &cfg, id).map_err(|e| fail(e.to_string()))
@@ -454,9 +460,9 @@ mod tests {
         let (va, vb) = (varmap_views(&a).unwrap(), varmap_views(&b).unwrap());
         assert_eq!(st.tensors().len(), va.len());
         let f32s = |b: &[u8]| -> Vec<f32> {
-            b.chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect()
+            Tensor::from_raw_buffer(b, DType::F32, &[b.len() / 4], &Device::Cpu)
+                .and_then(|t| t.to_vec1())
+                .unwrap()
         };
         let mut differs = false;
         for ((name, x), (_, y)) in va.iter().zip(&vb) {

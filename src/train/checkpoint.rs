@@ -79,12 +79,7 @@ pub fn load(path: &Path, device: &Device) -> Result<Loaded> {
                 ),
             ));
         }
-        let v: Vec<f32> = view
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        tensors.insert(name, Tensor::from_vec(v, view.shape(), device)?);
+        tensors.insert(name, crate::model::io::f32_tensor(&view, device)?);
     }
     Ok(Loaded { tensors, metadata })
 }
